@@ -1,0 +1,97 @@
+"""HTTP Basic authentication (RFC 7617) against the user's own XMPP server.
+
+The bridge has no user database: the credentials go to the server in SASL when a session
+is opened, so the server alone decides. Failed attempts are throttled per JID and per
+client address. The password is never logged and never stored.
+"""
+
+from __future__ import annotations
+
+import binascii
+import math
+from base64 import b64decode
+
+from twisted.web.iweb import IRequest
+from twisted.words.protocols.jabber.jid import JID, InvalidFormat
+
+from bridge.api.errors import ApiError, Unauthorized
+from bridge.throttle import FailureThrottle
+from bridge.xmpp.errors import AuthenticationFailed
+from bridge.xmpp.pool import SessionPool
+from bridge.xmpp.session import Session
+
+# Longer Authorization headers are not credentials anyone uses.
+MAX_HEADER = 4096
+
+
+def parse_basic(header: bytes | None) -> tuple[JID, str] | None:
+    """(bare JID, password) from a Basic ``Authorization`` header; None if it is not one."""
+    if not header or len(header) > MAX_HEADER:
+        return None
+    scheme, _, encoded = header.strip().partition(b" ")
+    if scheme.lower() != b"basic":
+        return None
+    try:
+        decoded = b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    user, colon, password = decoded.partition(":")
+    if not colon or not password or "\x00" in decoded:
+        return None
+    try:
+        jid = JID(user)
+    except (InvalidFormat, UnicodeError, ValueError):
+        return None
+    if not jid.user or jid.resource:
+        return None
+    return jid, password
+
+
+class Authenticator:
+    """Turns a request's credentials into the user's live session, or an error."""
+
+    def __init__(
+        self,
+        pool: SessionPool,
+        domains: list[str],
+        realm: str,
+        jid_failures: FailureThrottle,
+        address_failures: FailureThrottle,
+    ) -> None:
+        self._pool = pool
+        self._domains = {JID(domain).host for domain in domains}
+        self._realm = realm
+        self._jid_failures = jid_failures
+        self._address_failures = address_failures
+
+    def credentials(self, request: IRequest) -> tuple[JID, str]:
+        """The request's Basic credentials for a served domain, or 401."""
+        parsed = parse_basic(request.getHeader(b"authorization"))
+        if parsed is None or parsed[0].host not in self._domains:
+            raise Unauthorized(self._realm)
+        return parsed
+
+    async def session(self, request: IRequest) -> Session:
+        """The authenticated user's session; 401 on bad credentials, 429 when throttled."""
+        jid, password = self.credentials(request)
+        bare, address = jid.userhost(), _client_address(request)
+        request.bridge_user = bare
+        session = self._pool.existing(jid, password)
+        if session is not None:
+            return session
+        wait = max(self._jid_failures.retry_after(bare), self._address_failures.retry_after(address))
+        if wait > 0:
+            raise ApiError(429, "Too many failed login attempts", {"Retry-After": str(math.ceil(wait))})
+        try:
+            session = await self._pool.session(jid, password)
+        except AuthenticationFailed:
+            self._jid_failures.record(bare)
+            self._address_failures.record(address)
+            raise Unauthorized(self._realm) from None
+        self._jid_failures.clear(bare)
+        return session
+
+
+def _client_address(request: IRequest) -> str:
+    address = request.getClientAddress()
+    return getattr(address, "host", None) or str(address)

@@ -1,0 +1,114 @@
+"""The API's one error hierarchy and the one function that renders every failure.
+
+Error bodies are JSON strings (``"Missing message body"``), as MongooseIM's client API
+answered. XMPP-side failures map to HTTP here and nowhere else: stanza errors by their
+condition, an unreachable server to 503 with ``Retry-After``, a round trip that timed out
+to 504. Anything unexpected is logged with its traceback and answered with a bare 500
+that leaks nothing.
+"""
+
+from __future__ import annotations
+
+import json
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.words.protocols.jabber.error import StanzaError
+
+from bridge.xmpp.errors import FeatureUnavailable, ServerTimeout, ServerUnavailable
+
+log = Logger()
+
+RETRY_AFTER_UNAVAILABLE = "5"
+
+# Stanza error conditions (RFC 6120 8.3.3) and the HTTP status each becomes.
+STANZA_STATUS = {
+    "bad-request": 400,
+    "jid-malformed": 400,
+    "not-acceptable": 400,
+    "policy-violation": 400,
+    "forbidden": 403,
+    "not-allowed": 403,
+    "not-authorized": 403,
+    "registration-required": 403,
+    "item-not-found": 404,
+    "recipient-unavailable": 404,
+    "remote-server-not-found": 404,
+    "conflict": 409,
+    "resource-constraint": 429,
+    "feature-not-implemented": 501,
+    "service-unavailable": 503,
+    "remote-server-timeout": 504,
+}
+
+
+class ApiError(Exception):
+    """An answer other than success: a status, a message for the client, extra headers."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+class BadRequest(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(400, message)
+
+
+class NotFound(ApiError):
+    def __init__(self, message: str = "Not found") -> None:
+        super().__init__(404, message)
+
+
+class Forbidden(ApiError):
+    def __init__(self, message: str = "Forbidden") -> None:
+        super().__init__(403, message)
+
+
+class Unauthorized(ApiError):
+    """Missing or wrong credentials; the realm goes into ``WWW-Authenticate``."""
+
+    def __init__(self, realm: str, message: str = "Unauthorized") -> None:
+        super().__init__(401, message, {"WWW-Authenticate": f'Basic realm="{realm}", charset="UTF-8"'})
+
+
+def write_json(request: IRequest, status: int, body: object) -> bytes:
+    """Set the status and JSON content type on ``request`` and return the encoded body."""
+    request.setResponseCode(status)
+    if status == 204:
+        return b""
+    request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _stanza_error(error: StanzaError) -> ApiError:
+    status = STANZA_STATUS.get(error.condition, 502)
+    text = error.text or error.condition.replace("-", " ").capitalize()
+    return ApiError(status, text)
+
+
+def as_api_error(failure: Failure) -> ApiError:
+    """The ApiError a failure is answered with; unexpected ones are logged here."""
+    if failure.check(ApiError):
+        return failure.value
+    if failure.check(ServerUnavailable):
+        return ApiError(503, "XMPP server unavailable", {"Retry-After": RETRY_AFTER_UNAVAILABLE})
+    if failure.check(ServerTimeout):
+        return ApiError(504, "XMPP server timeout")
+    if failure.check(FeatureUnavailable):
+        return ApiError(501, str(failure.value))
+    if failure.check(StanzaError):
+        return _stanza_error(failure.value)
+    log.failure("Unexpected error answering a request", failure)
+    return ApiError(500, "Internal server error")
+
+
+def render_failure(request: IRequest, failure: Failure) -> bytes:
+    """Answer ``request`` with the error ``failure`` stands for."""
+    error = as_api_error(failure)
+    for name, value in error.headers.items():
+        request.setHeader(name, value)
+    return write_json(request, error.status, error.message)

@@ -1,0 +1,103 @@
+"""Reading and checking request input: JSON bodies, query strings, JIDs.
+
+Each helper raises a ``BadRequest`` with the client-facing message once, so handlers state
+what they need instead of repeating type and format checks.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.web.iweb import IRequest
+from twisted.words.protocols.jabber.jid import JID, InvalidFormat
+
+from bridge.api.errors import BadRequest
+from bridge.convert import is_xml_text
+
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+
+
+def json_object(request: IRequest) -> dict[str, Any]:
+    """The request body as a JSON object; 400 for anything else."""
+    raw = request.content.read() if request.content is not None else b""
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadRequest("Invalid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("Invalid JSON: expected an object")
+    return body
+
+
+def text(body: dict[str, Any], key: str, missing: str, invalid: str | None = None) -> str:
+    """A required, non-empty string that XML can carry."""
+    value = body.get(key)
+    if value is None or value == "":
+        raise BadRequest(missing)
+    if not isinstance(value, str) or not is_xml_text(value):
+        raise BadRequest(invalid or missing)
+    return value
+
+
+def optional_text(body: dict[str, Any], key: str, invalid: str) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or not is_xml_text(value):
+        raise BadRequest(invalid)
+    return value
+
+
+def parse_jid(value: object, invalid: str, bare: bool = True) -> JID:
+    """A stringprep-normalised JID with a user part (and no resource when ``bare``)."""
+    if not isinstance(value, str) or not value or not is_xml_text(value):
+        raise BadRequest(invalid)
+    try:
+        jid = JID(value)
+    except (InvalidFormat, UnicodeError, ValueError):
+        raise BadRequest(invalid) from None
+    if not jid.user or (bare and jid.resource):
+        raise BadRequest(invalid)
+    return jid
+
+
+def query_args(request: IRequest, allowed: set[str]) -> dict[str, str]:
+    """The query string as one value per name; unknown or repeated names are refused."""
+    args: dict[str, str] = {}
+    for raw_name, values in (request.args or {}).items():
+        try:
+            name = raw_name.decode("utf-8")
+            decoded = [v.decode("utf-8") for v in values]
+        except UnicodeDecodeError:
+            raise BadRequest("Invalid query string") from None
+        if name not in allowed or len(decoded) != 1:
+            raise BadRequest("Invalid query string")
+        args[name] = decoded[0]
+    return args
+
+
+def _non_negative_int(value: str) -> int | None:
+    if not value.isascii() or not value.isdigit() or len(value) > 15:
+        return None
+    return int(value)
+
+
+def archive_window(request: IRequest) -> tuple[int, int | None]:
+    """``limit`` (default 50, at most 500) and ``before`` (Unix ms) of an archive query."""
+    args = query_args(request, {"limit", "before"})
+    limit = DEFAULT_LIMIT
+    if "limit" in args:
+        parsed = _non_negative_int(args["limit"])
+        if parsed is None or parsed > MAX_LIMIT:
+            raise BadRequest("Invalid limit")
+        limit = parsed
+    before = None
+    if "before" in args:
+        before = _non_negative_int(args["before"])
+        if before is None:
+            raise BadRequest("Invalid value of 'before'")
+    return limit, before

@@ -1,0 +1,76 @@
+"""``/api/messages``: send one-to-one messages and read them back from the user's archive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+from twisted.web.iweb import IRequest
+
+from bridge.api.auth import Authenticator
+from bridge.api.errors import BadRequest
+from bridge.api.input import archive_window, json_object, optional_text, parse_jid, text
+from bridge.api.rendering import json_errors, json_route
+from bridge.convert import build_message, is_xml_text, message_to_json
+from bridge.xmpp.archive import ArchiveClient
+from bridge.xmpp.messages import send_acknowledged
+
+MAX_PROPERTIES = 64
+
+
+def message_properties(body: dict[str, Any]) -> dict[str, str] | None:
+    """Optional Smack properties: a flat map of non-empty names to strings."""
+    properties = body.get("properties")
+    if properties is None:
+        return None
+    if not isinstance(properties, dict) or len(properties) > MAX_PROPERTIES:
+        raise BadRequest("Invalid properties")
+    for name, value in properties.items():
+        if not name or not is_xml_text(name) or not isinstance(value, str) or not is_xml_text(value):
+            raise BadRequest("Invalid properties")
+    return properties
+
+
+class MessagesApi:
+    app = json_errors(Klein())
+
+    def __init__(self, auth: Authenticator) -> None:
+        self._auth = auth
+
+    @app.route("/", methods=["POST"], strict_slashes=False)
+    @json_route
+    async def send(self, request: IRequest) -> dict[str, str]:
+        session = await self._auth.session(request)
+        body = json_object(request)
+        if body.get("to") in (None, ""):
+            raise BadRequest("Missing recipient JID")
+        to = parse_jid(body["to"], "Invalid recipient JID")
+        message = build_message(
+            to,
+            text(body, "body", "Missing message body", "Invalid message body"),
+            thread=optional_text(body, "thread", "Invalid thread"),
+            parent=optional_text(body, "parent", "Invalid parent"),
+            properties=message_properties(body),
+        )
+        if body.get("parent") is not None and body.get("thread") is None:
+            raise BadRequest("Invalid parent: a parent needs a thread")
+        await send_acknowledged(session, message)
+        return {"id": message["id"]}
+
+    @app.route("/", methods=["GET"], strict_slashes=False)
+    @json_route
+    async def recent(self, request: IRequest) -> list[dict[str, Any]]:
+        return await self._archive(request, None)
+
+    @app.route("/<string:with_jid>", methods=["GET"])
+    @json_route
+    async def with_contact(self, request: IRequest, with_jid: str) -> list[dict[str, Any]]:
+        return await self._archive(request, with_jid)
+
+    async def _archive(self, request: IRequest, with_jid: str | None) -> list[dict[str, Any]]:
+        session = await self._auth.session(request)
+        contact = None if with_jid is None else parse_jid(with_jid, "Invalid interlocutor JID")
+        limit, before = archive_window(request)
+        end = None if before is None else before - 1
+        found = await session.handler(ArchiveClient).query(contact, end, limit)
+        return [message_to_json(item.message, item.timestamp, item.archive_id) for item in found]

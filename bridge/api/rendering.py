@@ -1,0 +1,63 @@
+"""How route handlers answer: a JSON value, or a status with an optional JSON body.
+
+Handlers are ``async`` methods that return a value (200 with that JSON), a ``Response``,
+or raise; ``json_route`` renders all three through ``bridge.api.errors``. A request whose
+client went away is cancelled by Klein; the cancellation passes through untouched.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from klein import Klein
+from twisted.internet.defer import CancelledError
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from bridge.api.errors import render_failure, write_json
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: object = None
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+def json_route(handler: Handler) -> Callable[..., Awaitable[bytes]]:
+    """Wrap an async route handler so that its result or failure is rendered as JSON."""
+
+    @functools.wraps(handler)
+    async def render(self: object, request: IRequest, *args: Any, **kwargs: Any) -> bytes:
+        try:
+            result = await handler(self, request, *args, **kwargs)
+        except CancelledError:
+            raise
+        except Exception:
+            return render_failure(request, Failure())
+        if isinstance(result, Response):
+            return write_json(request, result.status, result.body)
+        return write_json(request, 200, result)
+
+    return render
+
+
+def json_errors(app: Klein) -> Klein:
+    """Make ``app`` answer unknown paths (404) and methods (405) in JSON like the rest."""
+
+    @app.handle_errors(NotFound)
+    def not_found(_instance: object, request: IRequest, failure: Failure) -> bytes:
+        return write_json(request, 404, "Not found")
+
+    @app.handle_errors(MethodNotAllowed)
+    def not_allowed(_instance: object, request: IRequest, failure: Failure) -> bytes:
+        request.setHeader(b"Allow", ", ".join(sorted(failure.value.valid_methods or [])).encode())
+        return write_json(request, 405, "Method not allowed")
+
+    return app

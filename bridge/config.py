@@ -1,0 +1,190 @@
+"""The bridge's TOML configuration, parsed once into frozen objects, one per section.
+
+Every validation error names the key path (``muclight.port: expected an integer``) so an
+admin can fix the file from the one line the daemon prints. Secrets may come from the
+environment or a file; they are never part of an error message or a log line.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+from twisted.internet import ssl
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded as ``key.path: what is wrong``."""
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    endpoint: str = "tcp:8089:interface=127.0.0.1"
+    cors_origins: list[str] = field(default_factory=lambda: ["*"])
+    # Seconds a connection may stay idle (Twisted's default is 12 h).
+    idle_timeout: float = 60.0
+    # Largest request body accepted, in bytes; larger ones get 413.
+    max_body: int = 65536
+    # Realm sent in WWW-Authenticate.
+    realm: str = "xmpp-rest-bridge"
+
+
+@dataclass(frozen=True)
+class XmppConfig:
+    host: str = "127.0.0.1"
+    port: int = 5222
+    domains: list[str] = field(default_factory=lambda: ["localhost"])
+    tls: str = "required"
+    ca_file: str = ""
+    # Seconds a user session stays open after its last request.
+    idle_timeout: float = 300.0
+    # Seconds allowed for connecting and logging in, and for each round trip.
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class MucLightConfig:
+    service: str = "muclight.localhost"
+    component: bool = True
+    host: str = "127.0.0.1"
+    port: int = 5347
+    secret: str = field(default="", repr=False)
+    # A file holding the secret (e.g. a systemd credential); the environment wins over both.
+    secret_file: str = ""
+    all_can_configure: bool = False
+    all_can_invite: bool = False
+    max_occupants: int = 100
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    url: str = "sqlite:///var/lib/bridge/bridge.sqlite3"
+
+
+@dataclass(frozen=True)
+class ThrottleConfig:
+    # Failed logins allowed per JID, and per client address, within `window` seconds.
+    failures_per_jid: int = 5
+    failures_per_address: int = 50
+    window: float = 60.0
+
+
+@dataclass(frozen=True)
+class Config:
+    http: HttpConfig = field(default_factory=HttpConfig)
+    xmpp: XmppConfig = field(default_factory=XmppConfig)
+    muclight: MucLightConfig = field(default_factory=MucLightConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+
+
+_TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _check_value(path: str, value: Any, expected: Any) -> Any:
+    if get_origin(expected) is list:
+        (item_type,) = get_args(expected)
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list of {_TYPE_WORDS[item_type][2:]}s")
+        return [_check_value(f"{path}[{i}]", item, item_type) for i, item in enumerate(value)]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, bool) and expected is not bool:
+        raise ConfigError(f"{path}: expected {_TYPE_WORDS[expected]}")
+    if not isinstance(value, expected):
+        raise ConfigError(f"{path}: expected {_TYPE_WORDS[expected]}")
+    return value
+
+
+def _section(name: str, cls: type, table: Any) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{name}: expected a table")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    values = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"{name}.{key}: unknown key")
+        values[key] = _check_value(f"{name}.{key}", value, hints[key])
+    return cls(**values)
+
+
+def _positive(path: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{path}: must be greater than 0")
+
+
+def _validate(config: Config) -> None:
+    if config.xmpp.tls not in ("required", "optional", "disabled"):
+        raise ConfigError('xmpp.tls: expected "required", "optional" or "disabled"')
+    if not config.xmpp.domains:
+        raise ConfigError("xmpp.domains: at least one domain is needed")
+    for path, port in (("xmpp.port", config.xmpp.port), ("muclight.port", config.muclight.port)):
+        if not 0 < port < 65536:
+            raise ConfigError(f"{path}: expected a port number (1-65535)")
+    for path, number in (
+        ("http.idle_timeout", config.http.idle_timeout),
+        ("http.max_body", config.http.max_body),
+        ("xmpp.idle_timeout", config.xmpp.idle_timeout),
+        ("xmpp.timeout", config.xmpp.timeout),
+        ("muclight.max_occupants", config.muclight.max_occupants),
+        ("throttle.failures_per_jid", config.throttle.failures_per_jid),
+        ("throttle.failures_per_address", config.throttle.failures_per_address),
+        ("throttle.window", config.throttle.window),
+    ):
+        _positive(path, number)
+    if config.xmpp.ca_file:
+        try:
+            ssl.Certificate.loadPEM(Path(config.xmpp.ca_file).read_bytes())
+        except OSError as e:
+            raise ConfigError(f"xmpp.ca_file: cannot read {config.xmpp.ca_file}: {e.strerror}") from None
+        except Exception:
+            raise ConfigError(f"xmpp.ca_file: {config.xmpp.ca_file} is not a PEM certificate") from None
+    url = config.storage.url
+    if not (url.startswith("sqlite://") or url.startswith(("postgresql://", "postgres://"))):
+        raise ConfigError("storage.url: expected sqlite:///path or postgresql://...")
+
+
+def _with_secret(config: Config, environ: dict[str, str]) -> Config:
+    """Take the component secret from the environment, else from secret_file, else the file."""
+    muclight = config.muclight
+    secret = environ.get("BRIDGE_MUCLIGHT_SECRET")
+    if secret is None and muclight.secret_file:
+        try:
+            secret = Path(muclight.secret_file).read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"muclight.secret_file: cannot read {muclight.secret_file}: {e.strerror}") from None
+    if secret is None:
+        return config
+    return replace(config, muclight=replace(muclight, secret=secret))
+
+
+def parse_config(text: str, environ: dict[str, str] | None = None) -> Config:
+    """Parse and validate the TOML text of a configuration file."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"not valid TOML: {e}") from None
+    hints = get_type_hints(Config)
+    values = {}
+    for name, table in document.items():
+        if name not in hints:
+            raise ConfigError(f"{name}: unknown section")
+        values[name] = _section(name, hints[name], table)
+    config = _with_secret(Config(**values), dict(os.environ) if environ is None else environ)
+    _validate(config)
+    return config
+
+
+def load_config(path: str, environ: dict[str, str] | None = None) -> Config:
+    """Read and parse the configuration file at ``path``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8") from None
+    return parse_config(text, environ)

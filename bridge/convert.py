@@ -1,0 +1,159 @@
+"""Message stanzas to the REST API's JSON, and JSON to stanzas.
+
+Covers RFC 6121 chat messages with XEP-0201 threads (``parent``), Smack's jivesoftware
+``<properties/>`` (every value type becomes its text), XEP-0333 chat markers and the
+XEP-0203 ``<delay/>`` timestamps that XEP-0313 archives carry. Hostile or malformed input
+from either side is skipped or rejected here, never passed on: a property without a name
+is dropped, text XML cannot carry is refused before it reaches a stream.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from twisted.words.protocols.jabber.jid import JID, InvalidFormat
+from twisted.words.xish import domish
+
+NS_CLIENT = "jabber:client"
+NS_PROPERTIES = "http://www.jivesoftware.com/xmlns/xmpp/properties"
+NS_CHAT_MARKERS = "urn:xmpp:chat-markers:0"
+NS_DELAY = "urn:xmpp:delay"
+CHAT_MARKERS = ("received", "displayed", "acknowledged")
+
+# Characters XML 1.0 cannot carry (RFC 6120 forbids them in stanzas).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def is_xml_text(text: str) -> bool:
+    """Whether ``text`` can be sent inside an XML stream as it is."""
+    return _NOT_XML.search(text) is None
+
+
+def bare(jid_text: str | None) -> str | None:
+    """The bare form of a JID attribute, or None when it is absent or not a JID."""
+    if not jid_text:
+        return None
+    try:
+        return JID(jid_text).userhost()
+    except InvalidFormat:
+        return None
+
+
+def parse_timestamp(stamp: str) -> int | None:
+    """An XEP-0082 date-time as Unix milliseconds, or None if it is not one."""
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def format_timestamp(milliseconds: int) -> str:
+    """Unix milliseconds as an XEP-0082 date-time in UTC."""
+    moment = datetime.fromtimestamp(milliseconds / 1000, tz=timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def child(element: domish.Element, name: str, uri: str | None = None) -> domish.Element | None:
+    """The first child element called ``name`` (in namespace ``uri``, or in any when None)."""
+    for child in element.elements():
+        if child.name == name and (uri is None or child.uri == uri):
+            return child
+    return None
+
+
+def delay_timestamp(element: domish.Element) -> int | None:
+    """The XEP-0203 ``<delay stamp>`` directly inside ``element``, in Unix milliseconds."""
+    delay = child(element, "delay", NS_DELAY)
+    if delay is None or not delay.getAttribute("stamp"):
+        return None
+    return parse_timestamp(delay["stamp"])
+
+
+def properties_of(message: domish.Element) -> dict[str, str] | None:
+    """Smack's ``<properties/>`` as name -> value text; None when the stanza has none."""
+    properties = child(message, "properties", NS_PROPERTIES)
+    if properties is None:
+        return None
+    result: dict[str, str] = {}
+    for prop in properties.elements(NS_PROPERTIES, "property"):
+        name = child(prop, "name", NS_PROPERTIES)
+        value = child(prop, "value", NS_PROPERTIES)
+        if name is None or value is None or not str(name).strip():
+            continue
+        result[str(name)] = str(value)
+    return result
+
+
+def chat_marker_of(message: domish.Element) -> dict[str, str] | None:
+    """An XEP-0333 marker (received / displayed / acknowledged) as ``{type, id}``."""
+    for child in message.elements(NS_CHAT_MARKERS):
+        if child.name in CHAT_MARKERS and child.getAttribute("id"):
+            return {"type": child.name, "id": child["id"]}
+    return None
+
+
+def message_to_json(message: domish.Element, timestamp: int, fallback_id: str = "") -> dict[str, Any]:
+    """A message stanza as the API's received-message JSON (DESIGN.md, RecvMessage)."""
+    result: dict[str, Any] = {
+        "id": message.getAttribute("id") or fallback_id,
+        "from": bare(message.getAttribute("from")),
+        "to": bare(message.getAttribute("to")),
+        "timestamp": timestamp,
+    }
+    body = child(message, "body", NS_CLIENT)
+    if body is not None:
+        result["body"] = str(body)
+    thread = child(message, "thread", NS_CLIENT)
+    if thread is not None and str(thread):
+        result["thread"] = str(thread)
+        if thread.getAttribute("parent"):
+            result["parent"] = thread["parent"]
+    properties = properties_of(message)
+    if properties is not None:
+        result["properties"] = properties
+    if child(message, "markable", NS_CHAT_MARKERS) is not None:
+        result["markable"] = True
+    marker = chat_marker_of(message)
+    if marker is not None:
+        result["chat_marker"] = marker
+    return result
+
+
+def build_message(
+    to: JID,
+    body: str | None,
+    message_type: str = "chat",
+    thread: str | None = None,
+    parent: str | None = None,
+    properties: dict[str, str] | None = None,
+    markable: bool = False,
+    chat_marker: dict[str, str] | None = None,
+) -> domish.Element:
+    """A message stanza with a fresh id; callers have validated every string already."""
+    message = domish.Element((NS_CLIENT, "message"))
+    message["to"] = to.full()
+    message["type"] = message_type
+    message["id"] = uuid.uuid4().hex
+    if body is not None:
+        message.addElement("body", content=body)
+    if thread is not None:
+        element = message.addElement("thread", content=thread)
+        if parent is not None:
+            element["parent"] = parent
+    if properties:
+        container = message.addElement((NS_PROPERTIES, "properties"))
+        for name, value in properties.items():
+            prop = container.addElement("property")
+            prop.addElement("name", content=name)
+            prop.addElement("value", content=value)["type"] = "string"
+    if markable:
+        message.addElement((NS_CHAT_MARKERS, "markable"))
+    if chat_marker is not None:
+        message.addElement((NS_CHAT_MARKERS, chat_marker["type"]))["id"] = chat_marker["id"]
+    return message

@@ -1,0 +1,76 @@
+"""Stream set-up for a user session: RFC 6120 STARTTLS, SASL and resource binding.
+
+Twisted's ``XMPPAuthenticator`` always requires TLS and happily sends SASL PLAIN on any
+stream. The bridge needs the admin's ``xmpp.tls`` policy instead, and must never put a
+user's password on an unencrypted stream unless the admin chose ``tls = "disabled"``.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import ssl
+from twisted.words.protocols.jabber import client, sasl, sasl_mechanisms, xmlstream
+from twisted.words.protocols.jabber.jid import JID
+
+
+class PlaintextRefused(sasl.SASLError):
+    """The stream is not encrypted and the only mechanism offered would send the password."""
+
+
+class _TLSInitializer(xmlstream.TLSInitiatingInitializer):
+    """STARTTLS that records on the authenticator whether the stream is now encrypted."""
+
+    def onProceed(self, obj: object) -> None:
+        super().onProceed(obj)
+        self.xmlstream.authenticator.encrypted = True
+
+
+class _SASLInitializer(sasl.SASLInitiatingInitializer):
+    """SASL that only sends PLAIN over TLS, or when TLS was switched off deliberately."""
+
+    def setMechanism(self) -> None:
+        authenticator = self.xmlstream.authenticator
+        mechanisms = sasl.get_mechanisms(self.xmlstream)
+        jid, password = authenticator.jid, authenticator.password
+        plain_allowed = authenticator.encrypted or authenticator.tls_mode == "disabled"
+        if "PLAIN" in mechanisms and plain_allowed:
+            self.mechanism = sasl_mechanisms.Plain(None, jid.user, password)
+        elif "DIGEST-MD5" in mechanisms:
+            self.mechanism = sasl_mechanisms.DigestMD5("xmpp", jid.host, None, jid.user, password)
+        elif "PLAIN" in mechanisms:
+            raise PlaintextRefused("the stream is not encrypted; refusing to send the password")
+        else:
+            raise sasl.SASLNoAcceptableMechanism()
+
+
+class SessionAuthenticator(client.XMPPAuthenticator):
+    """Client stream initialisation under the bridge's TLS policy.
+
+    ``tls_mode`` is ``required`` (STARTTLS or fail), ``optional`` (STARTTLS when offered)
+    or ``disabled`` (never STARTTLS).
+    """
+
+    encrypted = False
+
+    def __init__(
+        self,
+        jid: JID,
+        password: str,
+        tls_mode: str,
+        tls_options: ssl.IOpenSSLClientConnectionCreator | None,
+    ) -> None:
+        super().__init__(jid, password, configurationForTLS=tls_options)
+        self.tls_mode = tls_mode
+
+    def associateWithStream(self, xs: xmlstream.XmlStream) -> None:
+        xmlstream.ConnectAuthenticator.associateWithStream(self, xs)
+        tls = _TLSInitializer(
+            xs, required=self.tls_mode == "required", configurationForTLS=self._configurationForTLS
+        )
+        tls.wanted = self.tls_mode != "disabled"
+        xs.initializers = [
+            client.CheckVersionInitializer(xs),
+            tls,
+            _SASLInitializer(xs, required=True),
+            client.BindInitializer(xs, required=True),
+            client.SessionInitializer(xs, required=False),
+        ]

@@ -1,0 +1,199 @@
+"""One user's client connection to the XMPP server (RFC 6120 / RFC 6121).
+
+A ``Session`` is the user's hands: every REST call of that user becomes stanzas on it. It
+is a wokkel ``StreamManager`` so protocol handlers (archive, roster, live events, ...)
+attach to it, wokkel style, instead of subclassing it. Every round trip has a timeout and
+fails at once when the stream ends, so no HTTP request waits on a dead connection.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from OpenSSL import SSL
+from twisted.internet import defer, error, ssl
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.words.protocols.jabber import sasl, xmlstream
+from twisted.words.protocols.jabber.error import StanzaError
+from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
+from wokkel import generic
+from wokkel.subprotocols import StreamManager, XMPPHandler
+
+from bridge.xmpp.errors import AuthenticationFailed, ServerTimeout, ServerUnavailable
+from bridge.xmpp.login import PlaintextRefused, SessionAuthenticator
+
+NS_PING = "urn:xmpp:ping"
+
+log = Logger()
+
+HandlerT = TypeVar("HandlerT", bound=XMPPHandler)
+
+
+@dataclass(frozen=True)
+class ConnectSettings:
+    """Where and how user sessions connect; built once from ``[xmpp]``."""
+
+    host: str
+    port: int
+    tls_mode: str
+    trust_root: Any  # an IOpenSSLTrustRoot (ca_file or the platform's trust)
+    timeout: float
+
+    def tls_options(self, domain: str) -> ssl.IOpenSSLClientConnectionCreator:
+        return ssl.optionsForClientTLS(domain, trustRoot=self.trust_root)
+
+
+class IqRequest(generic.Request):
+    """An IQ get/set carrying one prepared payload element."""
+
+    def __init__(self, stanza_type: str, recipient: JID | None, payload: domish.Element, timeout: float):
+        super().__init__(recipient=recipient, stanzaType=stanza_type)
+        self.payload = payload
+        self.timeout = timeout
+
+    def toElement(self) -> domish.Element:
+        element = super().toElement()
+        element.addChild(self.payload)
+        return element
+
+
+class Session(StreamManager):
+    """An authenticated, bound client stream of one user."""
+
+    def __init__(self, factory: xmlstream.XmlStreamFactory, reactor: IReactorTime, timeout: float) -> None:
+        super().__init__(factory, reactor=reactor)
+        self.timeout = timeout
+        self.jid: JID | None = None
+        self.ended: defer.Deferred[None] = defer.Deferred()
+        # Kept by the pool: when a request last used the session, and how many streams hold it.
+        self.last_used = 0.0
+        self.holds = 0
+
+    def handler(self, cls: type[HandlerT]) -> HandlerT:
+        """This session's handler of type ``cls``, attached on first use."""
+        for each in self:
+            if type(each) is cls:
+                return each
+        handler = cls()
+        handler.setHandlerParent(self)
+        return handler
+
+    @property
+    def alive(self) -> bool:
+        return self._initialized and self.xmlstream is not None
+
+    def _authd(self, xs: xmlstream.XmlStream) -> None:
+        self.jid = xs.authenticator.jid
+        # The password is not needed once the stream is authenticated; do not keep it.
+        xs.authenticator.password = None
+        super()._authd(xs)
+
+    def _disconnected(self, reason: Failure) -> None:
+        super()._disconnected(Failure(ServerUnavailable("the XMPP stream ended")))
+        if not self.ended.called:
+            self.ended.callback(None)
+
+    def send(self, obj: domish.Element | str) -> None:
+        """Send a stanza now; a session whose stream has ended refuses instead of queueing."""
+        if not self.alive:
+            raise ServerUnavailable("the XMPP stream has ended")
+        super().send(obj)
+
+    async def iq(
+        self, stanza_type: str, payload: domish.Element, to: JID | None = None, timeout: float | None = None
+    ) -> domish.Element:
+        """Send an IQ and wait for its result; errors come back as wokkel ``StanzaError``."""
+        if not self.alive:
+            raise ServerUnavailable("the XMPP stream has ended")
+        request = IqRequest(stanza_type, to, payload, self.timeout if timeout is None else timeout)
+        try:
+            return await self.request(request)
+        except xmlstream.TimeoutError:
+            raise ServerTimeout("the XMPP server did not answer in time") from None
+
+    async def round_trip(self) -> None:
+        """Ping the server; once it answers, it has processed everything sent before.
+
+        Any answer counts, an error too: the server handles a stream's stanzas in order.
+        """
+        ping = domish.Element((NS_PING, "ping"))
+        try:
+            await self.iq("get", ping, to=JID(self.jid.host))
+        except StanzaError:
+            pass
+
+    def close(self) -> None:
+        """End the stream politely; handlers see connectionLost as usual."""
+        if self.xmlstream is not None:
+            self.xmlstream.sendFooter()
+            self.xmlstream.transport.loseConnection()
+
+
+def _login_failure(reason: Failure) -> Exception:
+    """Turn whatever ended a login into one of the bridge's errors."""
+    if reason.check(sasl.SASLAuthError):
+        return AuthenticationFailed(f"SASL failure: {reason.value.condition}")
+    if reason.check(PlaintextRefused, sasl.SASLNoAcceptableMechanism):
+        log.error("Cannot log in: {why}", why=reason.getErrorMessage() or "no acceptable SASL mechanism")
+        return ServerUnavailable("no safe SASL mechanism")
+    if reason.check(xmlstream.TLSRequired, xmlstream.TLSNotSupported, xmlstream.FeatureNotAdvertized):
+        log.error("Cannot log in: the server's TLS offer does not match xmpp.tls ({why!r})", why=reason.value)
+        return ServerUnavailable("TLS negotiation impossible")
+    if reason.check(SSL.Error):
+        log.error("TLS handshake with the XMPP server failed: {why}", why=reason.getErrorMessage())
+        return ServerUnavailable("TLS handshake failed")
+    if reason.check(ServerUnavailable, ServerTimeout, AuthenticationFailed):
+        return reason.value
+    if reason.check(defer.TimeoutError, defer.CancelledError):
+        return ServerTimeout("logging in to the XMPP server took too long")
+    if reason.check(error.ConnectError, error.ConnectionClosed):
+        return ServerUnavailable(f"cannot reach the XMPP server: {reason.getErrorMessage()}")
+    log.failure("Unexpected login failure", reason)
+    return ServerUnavailable("login failed")
+
+
+async def open_session(reactor: IReactorTCP, settings: ConnectSettings, jid: JID, password: str) -> Session:
+    """Connect, secure, authenticate and bind a new session for ``jid`` (a bare JID).
+
+    Gives up after ``settings.timeout`` seconds so that a slow or silent server turns
+    into a prompt 504 instead of a hanging request.
+    """
+    full = JID(tuple=(jid.user, jid.host, f"rest-{secrets.token_hex(6)}"))
+    tls = settings.tls_options(jid.host) if settings.tls_mode != "disabled" else None
+    authenticator = SessionAuthenticator(full, password, settings.tls_mode, tls)
+    factory = xmlstream.XmlStreamFactory(authenticator)
+    session = Session(factory, reactor, settings.timeout)
+    ready: defer.Deferred[None] = defer.Deferred()
+    streams: list[xmlstream.XmlStream] = []
+
+    def failed(reason: Failure) -> None:
+        if not ready.called:
+            ready.errback(reason)
+
+    factory.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, streams.append)
+    factory.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, lambda _: ready.called or ready.callback(None))
+    factory.addBootstrap(xmlstream.INIT_FAILED_EVENT, failed)
+    factory.addBootstrap(
+        xmlstream.STREAM_END_EVENT,
+        lambda reason: failed(reason if isinstance(reason, Failure) and reason.check(SSL.Error)
+                              else Failure(ServerUnavailable("the server closed the stream during login"))),
+    )
+    endpoint = HostnameEndpoint(reactor, settings.host, settings.port, timeout=settings.timeout)
+    connecting = endpoint.connect(factory)
+    connecting.addErrback(failed)
+    ready.addTimeout(settings.timeout, reactor)
+    try:
+        await ready
+    except Exception:
+        connecting.cancel()
+        for xs in streams:
+            if xs.transport is not None:
+                xs.transport.abortConnection()
+        raise _login_failure(Failure()) from None
+    return session

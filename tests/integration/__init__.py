@@ -1,0 +1,1 @@
+"""Tests against a real XMPP server started by the harness."""

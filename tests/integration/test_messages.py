@@ -1,0 +1,119 @@
+"""One-to-one messages through the bridge and a real Prosody: send, deliver, archive."""
+
+from __future__ import annotations
+
+import time
+
+from twisted.words.xish import domish
+
+from bridge.convert import NS_PROPERTIES, properties_of
+from tests.integration.base import BridgeTestCase
+
+
+class SendMessageTests(BridgeTestCase):
+    async def test_rest_message_reaches_xmpp_client_and_both_archives(self) -> None:
+        """A POSTed message is delivered to the recipient's client and read back by both users."""
+        alice, bob = self.new_user("alice"), self.new_user("bob")
+        phone = await self.client(bob)
+        phone.available()
+        reply = await self.call("POST", "/api/messages", alice, {"to": bob[0], "body": "hi <&> \"bob\""})
+        self.assertEqual(reply.code, 200, reply)
+        sent_id = reply.json["id"]
+        received = await phone.next_message()
+        self.assertEqual(received["id"], sent_id)
+        self.assertEqual(str(received.body), 'hi <&> "bob"')
+        self.assertEqual(received["type"], "chat")
+
+        for user, other in ((alice, bob), (bob, alice)):
+            history = await self.call("GET", "/api/messages", user)
+            self.assertEqual(history.code, 200, history)
+            (item,) = [m for m in history.json if m["id"] == sent_id]
+            self.assertEqual(item["from"], alice[0])
+            self.assertEqual(item["to"], bob[0])
+            self.assertEqual(item["body"], 'hi <&> "bob"')
+            self.assertLess(abs(item["timestamp"] - time.time() * 1000), 60_000)
+            self.assertNotIn("thread", item)
+            with_other = await self.call("GET", f"/api/messages/{other[0]}", user)
+            self.assertEqual([m["id"] for m in with_other.json], [sent_id])
+
+    async def test_thread_parent_and_properties_are_sent_as_smack_xml(self) -> None:
+        """Optional thread, parent and properties go out as XEP-0201 and jivesoftware XML."""
+        alice, bob = self.new_user("alice"), self.new_user("bob")
+        phone = await self.client(bob)
+        phone.available()
+        reply = await self.call(
+            "POST", "/api/messages", alice,
+            {"to": bob[0], "body": "x", "thread": "t1", "parent": "p1", "properties": {"n": "1", "s": "<a>"}},
+        )
+        self.assertEqual(reply.code, 200, reply)
+        received = await phone.next_message()
+        self.assertEqual(str(received.thread), "t1")
+        self.assertEqual(received.thread["parent"], "p1")
+        self.assertEqual(properties_of(received), {"n": "1", "s": "<a>"})
+        history = await self.call("GET", f"/api/messages/{bob[0]}", alice)
+        (item,) = history.json
+        self.assertEqual((item["thread"], item["parent"]), ("t1", "p1"))
+        self.assertEqual(item["properties"], {"n": "1", "s": "<a>"})
+
+    async def test_smack_message_comes_back_as_design_json(self) -> None:
+        """A Smack-style stanza with typed properties, thread and parent reads back as in DESIGN.md."""
+        alice, bob = self.new_user("alice"), self.new_user("bob")
+        phone = await self.client(bob)
+        message = domish.Element((None, "message"))
+        message["to"], message["type"], message["id"] = alice[0], "chat", "smack-1"
+        message.addElement("body", content="Hi!")
+        message.addElement("thread", content="e0ff")["parent"] = "7edac"
+        props = message.addElement((NS_PROPERTIES, "properties"))
+        for name, kind, value in (("some_number", "integer", "123"), ("some_string", "string", "abc")):
+            prop = props.addElement("property")
+            prop.addElement("name", content=name)
+            prop.addElement("value", content=value)["type"] = kind
+        broken = props.addElement("property")
+        broken.addElement("value", content="no name")
+        phone.send(message)
+        await phone.iq("get", domish.Element(("urn:xmpp:ping", "ping")), to=self.server.domain)
+        history = await self.call("GET", f"/api/messages/{bob[0]}", alice)
+        self.assertEqual(history.code, 200, history)
+        (item,) = history.json
+        self.assertEqual(
+            {k: item[k] for k in ("id", "from", "to", "body", "thread", "parent", "properties")},
+            {
+                "id": "smack-1", "from": bob[0], "to": alice[0], "body": "Hi!", "thread": "e0ff",
+                "parent": "7edac", "properties": {"some_number": "123", "some_string": "abc"},
+            },
+        )
+        self.assertIsInstance(item["timestamp"], int)
+
+
+class ArchiveWindowTests(BridgeTestCase):
+    async def test_limit_returns_latest_oldest_first(self) -> None:
+        """limit=N gives the N most recent messages, oldest first."""
+        alice, bob = self.new_user("alice"), self.new_user("bob")
+        ids = []
+        for n in range(5):
+            reply = await self.call("POST", "/api/messages", alice, {"to": bob[0], "body": f"m{n}"})
+            ids.append(reply.json["id"])
+        history = await self.call("GET", "/api/messages?limit=3", alice)
+        self.assertEqual([m["id"] for m in history.json], ids[2:])
+        none = await self.call("GET", "/api/messages?limit=0", alice)
+        self.assertEqual(none.json, [])
+
+    async def test_before_excludes_later_messages(self) -> None:
+        """before=T (Unix ms) returns only messages archived before T."""
+        alice, bob = self.new_user("alice"), self.new_user("bob")
+        first = await self.call("POST", "/api/messages", alice, {"to": bob[0], "body": "old"})
+        history = await self.call("GET", "/api/messages", alice)
+        stamp = history.json[0]["timestamp"]
+        await _sleep(1.1)  # Prosody's archive stamps have one-second resolution
+        await self.call("POST", "/api/messages", alice, {"to": bob[0], "body": "new"})
+        older = await self.call("GET", f"/api/messages?before={stamp + 1000}", alice)
+        self.assertEqual([m["id"] for m in older.json], [first.json["id"]])
+        earlier = await self.call("GET", f"/api/messages/{bob[0]}?before={stamp}", alice)
+        self.assertEqual(earlier.json, [])
+
+
+async def _sleep(seconds: float) -> None:
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    await deferLater(reactor, seconds)
