@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
@@ -49,13 +49,13 @@ def parse_timestamp(stamp: str) -> int | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 
 def format_timestamp(milliseconds: int) -> str:
     """Unix milliseconds as an XEP-0082 date-time in UTC."""
-    moment = datetime.fromtimestamp(milliseconds / 1000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

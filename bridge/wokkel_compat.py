@@ -15,6 +15,6 @@ if not hasattr(twisted.python.compat, "_PY3"):
     twisted.python.compat._PY3 = True  # type: ignore[attr-defined]
 
 try:
-    import twisted.python.constants  # noqa: F401
+    import twisted.python.constants
 except ImportError:
     sys.modules["twisted.python.constants"] = constantly

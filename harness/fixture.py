@@ -54,12 +54,8 @@ def bridge_config(workdir: str, **sections: Any) -> Config:
     server = xmpp_server()
     config = Config(
         http=HttpConfig(endpoint="tcp:0:interface=127.0.0.1"),
-        xmpp=XmppConfig(
-            host="127.0.0.1", port=server.c2s_port, domains=[server.domain], ca_file=str(server.ca_file)
-        ),
-        muclight=MucLightConfig(
-            service=server.component, port=server.component_port, secret=server.component_secret
-        ),
+        xmpp=XmppConfig(host="127.0.0.1", port=server.c2s_port, domains=[server.domain], ca_file=str(server.ca_file)),
+        muclight=MucLightConfig(service=server.component, port=server.component_port, secret=server.component_secret),
         storage=StorageConfig(url=f"sqlite://{workdir}/bridge.sqlite3"),
     )
     for name, changes in sections.items():
@@ -99,11 +95,11 @@ async def start_bridge(reactor: Any, workdir: str, add_cleanup: Callable[..., No
     return running
 
 
-async def xmpp_client(reactor: Any, jid: str, password: str, add_cleanup: Callable[..., None], resource: str = "phone") -> PlainClient:
+async def xmpp_client(
+    reactor: Any, jid: str, password: str, add_cleanup: Callable[..., None], resource: str = "phone"
+) -> PlainClient:
     """A plain XMPP client logged in as ``jid``, closed after the test."""
     server = xmpp_server()
-    client = await connect_client(
-        reactor, "127.0.0.1", server.c2s_port, jid, password, str(server.ca_file), resource
-    )
+    client = await connect_client(reactor, "127.0.0.1", server.c2s_port, jid, password, str(server.ca_file), resource)
     add_cleanup(client.close)
     return client

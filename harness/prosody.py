@@ -96,8 +96,7 @@ class ProsodyServer:
         mam = '"mam",' if self.archive != "off" else ""
         privilege_global = '"privilege",' if self.privileges else ""
         privileged = (
-            f"privileged_entities = {{ [{_lua_string(self.component)}] = "
-            '{ presence = "managed_entity" } }'
+            f'privileged_entities = {{ [{_lua_string(self.component)}] = {{ presence = "managed_entity" }} }}'
             if self.privileges
             else ""
         )
@@ -182,7 +181,7 @@ Component {_lua_string(self.component)}
         accounts = self.workdir / "data" / _store_name(self.domain) / "accounts"
         accounts.mkdir(parents=True, exist_ok=True)
         path = accounts / f"{_store_name(user)}.dat"
-        path.write_text(f"return {{\n\t[\"password\"] = {_lua_string(password)};\n}};\n")
+        path.write_text(f'return {{\n\t["password"] = {_lua_string(password)};\n}};\n')
         if os.geteuid() == 0:
             user_entry = pwd.getpwnam("prosody")
             for each in (accounts.parent, accounts, path):

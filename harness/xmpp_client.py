@@ -27,6 +27,8 @@ class PlainClient:
         xs.addObserver("/message", self.inbox.put)
         xs.addObserver("/presence", self.presences.put)
         xs.addObserver("/iq[@type='set']", self.iqs.put)
+        self.closed: defer.Deferred[None] = defer.Deferred()
+        xs.addObserver(xmlstream.STREAM_END_EVENT, lambda _: self.closed.called or self.closed.callback(None))
         xmlstream.upgradeWithIQResponseTracker(xs)
 
     def send(self, element: domish.Element | str) -> None:
@@ -54,10 +56,12 @@ class PlainClient:
             if message.body is not None:
                 return message
 
-    def close(self) -> None:
-        if self.xmlstream.transport is not None:
+    def close(self) -> defer.Deferred[None]:
+        """End the stream; the Deferred fires once the connection is gone."""
+        if not self.closed.called and self.xmlstream.transport is not None:
             self.xmlstream.sendFooter()
             self.xmlstream.transport.loseConnection()
+        return self.closed
 
 
 async def connect_client(

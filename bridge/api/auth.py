@@ -11,7 +11,7 @@ import binascii
 import math
 from base64 import b64decode
 
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 
 from bridge.api.errors import ApiError, Unauthorized
@@ -64,18 +64,18 @@ class Authenticator:
         self._jid_failures = jid_failures
         self._address_failures = address_failures
 
-    def credentials(self, request: IRequest) -> tuple[JID, str]:
+    def credentials(self, request: Request) -> tuple[JID, str]:
         """The request's Basic credentials for a served domain, or 401."""
         parsed = parse_basic(request.getHeader(b"authorization"))
         if parsed is None or parsed[0].host not in self._domains:
             raise Unauthorized(self._realm)
         return parsed
 
-    async def session(self, request: IRequest) -> Session:
+    async def session(self, request: Request) -> Session:
         """The authenticated user's session; 401 on bad credentials, 429 when throttled."""
         jid, password = self.credentials(request)
         bare, address = jid.userhost(), _client_address(request)
-        request.bridge_user = bare
+        request.bridge_user = bare  # type: ignore[attr-defined]  # for the access log
         session = self._pool.existing(jid, password)
         if session is not None:
             return session
@@ -92,6 +92,6 @@ class Authenticator:
         return session
 
 
-def _client_address(request: IRequest) -> str:
+def _client_address(request: Request) -> str:
     address = request.getClientAddress()
     return getattr(address, "host", None) or str(address)

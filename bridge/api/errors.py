@@ -13,7 +13,7 @@ import json
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 from twisted.words.protocols.jabber.error import StanzaError
 
 from bridge.xmpp.errors import FeatureUnavailable, ServerTimeout, ServerUnavailable
@@ -75,7 +75,7 @@ class Unauthorized(ApiError):
         super().__init__(401, message, {"WWW-Authenticate": f'Basic realm="{realm}", charset="UTF-8"'})
 
 
-def write_json(request: IRequest, status: int, body: object) -> bytes:
+def write_json(request: Request, status: int, body: object) -> bytes:
     """Set the status and JSON content type on ``request`` and return the encoded body."""
     request.setResponseCode(status)
     if status == 204:
@@ -106,7 +106,7 @@ def as_api_error(failure: Failure) -> ApiError:
     return ApiError(500, "Internal server error")
 
 
-def render_failure(request: IRequest, failure: Failure) -> bytes:
+def render_failure(request: Request, failure: Failure) -> bytes:
     """Answer ``request`` with the error ``failure`` stands for."""
     error = as_api_error(failure)
     for name, value in error.headers.items():

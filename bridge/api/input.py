@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 
 from bridge.api.errors import BadRequest
@@ -19,7 +19,7 @@ MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 
 
-def json_object(request: IRequest) -> dict[str, Any]:
+def json_object(request: Request) -> dict[str, Any]:
     """The request body as a JSON object; 400 for anything else."""
     raw = request.content.read() if request.content is not None else b""
     if not raw.strip():
@@ -65,10 +65,11 @@ def parse_jid(value: object, invalid: str, bare: bool = True) -> JID:
     return jid
 
 
-def query_args(request: IRequest, allowed: set[str]) -> dict[str, str]:
+def query_args(request: Request, allowed: set[str]) -> dict[str, str]:
     """The query string as one value per name; unknown or repeated names are refused."""
     args: dict[str, str] = {}
-    for raw_name, values in (request.args or {}).items():
+    raw_args: dict[bytes, list[bytes]] = request.args or {}
+    for raw_name, values in raw_args.items():
         try:
             name = raw_name.decode("utf-8")
             decoded = [v.decode("utf-8") for v in values]
@@ -86,7 +87,7 @@ def _non_negative_int(value: str) -> int | None:
     return int(value)
 
 
-def archive_window(request: IRequest) -> tuple[int, int | None]:
+def archive_window(request: Request) -> tuple[int, int | None]:
     """``limit`` (default 50, at most 500) and ``before`` (Unix ms) of an archive query."""
     args = query_args(request, {"limit", "before"})
     limit = DEFAULT_LIMIT

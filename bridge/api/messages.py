@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from klein import Klein
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 
 from bridge.api.auth import Authenticator
 from bridge.api.errors import BadRequest
@@ -39,7 +39,7 @@ class MessagesApi:
 
     @app.route("/", methods=["POST"], strict_slashes=False)
     @json_route
-    async def send(self, request: IRequest) -> dict[str, str]:
+    async def send(self, request: Request) -> dict[str, str]:
         session = await self._auth.session(request)
         body = json_object(request)
         if body.get("to") in (None, ""):
@@ -59,15 +59,15 @@ class MessagesApi:
 
     @app.route("/", methods=["GET"], strict_slashes=False)
     @json_route
-    async def recent(self, request: IRequest) -> list[dict[str, Any]]:
+    async def recent(self, request: Request) -> list[dict[str, Any]]:
         return await self._archive(request, None)
 
     @app.route("/<string:with_jid>", methods=["GET"])
     @json_route
-    async def with_contact(self, request: IRequest, with_jid: str) -> list[dict[str, Any]]:
+    async def with_contact(self, request: Request, with_jid: str) -> list[dict[str, Any]]:
         return await self._archive(request, with_jid)
 
-    async def _archive(self, request: IRequest, with_jid: str | None) -> list[dict[str, Any]]:
+    async def _archive(self, request: Request, with_jid: str | None) -> list[dict[str, Any]]:
         session = await self._auth.session(request)
         contact = None if with_jid is None else parse_jid(with_jid, "Invalid interlocutor JID")
         limit, before = archive_window(request)

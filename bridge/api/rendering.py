@@ -15,7 +15,7 @@ from typing import Any
 from klein import Klein
 from twisted.internet.defer import CancelledError
 from twisted.python.failure import Failure
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from bridge.api.errors import render_failure, write_json
@@ -34,7 +34,7 @@ def json_route(handler: Handler) -> Callable[..., Awaitable[bytes]]:
     """Wrap an async route handler so that its result or failure is rendered as JSON."""
 
     @functools.wraps(handler)
-    async def render(self: object, request: IRequest, *args: Any, **kwargs: Any) -> bytes:
+    async def render(self: object, request: Request, *args: Any, **kwargs: Any) -> bytes:
         try:
             result = await handler(self, request, *args, **kwargs)
         except CancelledError:
@@ -51,12 +51,12 @@ def json_route(handler: Handler) -> Callable[..., Awaitable[bytes]]:
 def json_errors(app: Klein) -> Klein:
     """Make ``app`` answer unknown paths (404) and methods (405) in JSON like the rest."""
 
-    @app.handle_errors(NotFound)
-    def not_found(_instance: object, request: IRequest, failure: Failure) -> bytes:
+    @app.handle_errors(NotFound)  # type: ignore[arg-type]
+    def not_found(_instance: Any, request: Any, failure: Any) -> bytes:
         return write_json(request, 404, "Not found")
 
-    @app.handle_errors(MethodNotAllowed)
-    def not_allowed(_instance: object, request: IRequest, failure: Failure) -> bytes:
+    @app.handle_errors(MethodNotAllowed)  # type: ignore[arg-type]
+    def not_allowed(_instance: Any, request: Any, failure: Any) -> bytes:
         request.setHeader(b"Allow", ", ".join(sorted(failure.value.valid_methods or [])).encode())
         return write_json(request, 405, "Method not allowed")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from klein import Klein
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.web.iweb import IRequest
+from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -45,13 +45,12 @@ class BridgeApi:
         self._groups = groups
 
     @app.route("/api/messages", branch=True)
-    def messages(self, request: IRequest) -> Resource:
+    def messages(self, request: Request) -> Resource:
         return self._groups.messages.app.resource()
 
     @app.route("/healthz", methods=["GET"])
-    def healthz(self, request: IRequest) -> bytes:
+    def healthz(self, request: Request) -> bytes:
         return write_json(request, 200, "ok")
-
 
 
 class CorsResource(Resource):
@@ -65,7 +64,7 @@ class CorsResource(Resource):
         self._any = "*" in origins
         self._origins = {origin.encode() for origin in origins}
 
-    def _allow(self, request: IRequest) -> None:
+    def _allow(self, request: Request) -> None:
         origin = request.getHeader(b"origin")
         request.setHeader(b"Vary", b"Origin")
         if origin and (self._any or origin in self._origins):
@@ -73,7 +72,7 @@ class CorsResource(Resource):
             request.setHeader(b"Access-Control-Allow-Credentials", b"true")
             request.setHeader(b"Access-Control-Expose-Headers", b"Retry-After, WWW-Authenticate")
 
-    def render(self, request: IRequest) -> bytes | int:
+    def render(self, request: Request) -> bytes | int:
         self._allow(request)
         if request.method == b"OPTIONS":
             request.setResponseCode(204)
@@ -93,7 +92,7 @@ class LimitedRequest(Request):
         super().process()
 
     def gotLength(self, length: int | None) -> None:
-        limit = self.channel.site.max_body
+        limit = self._max_body()
         if length is not None and length > limit:
             self._refuse()
             return
@@ -102,10 +101,13 @@ class LimitedRequest(Request):
 
     def handleContentChunk(self, data: bytes) -> None:
         self._received = getattr(self, "_received", 0) + len(data)
-        if self._received > self.channel.site.max_body:
+        if self._received > self._max_body():
             self._refuse()
             return
         super().handleContentChunk(data)
+
+    def _max_body(self) -> int:
+        return int(getattr(self.channel, "site").max_body)  # noqa: B009  (set by Site.buildProtocol)
 
     def _refuse(self) -> None:
         transport = self.channel.transport
@@ -124,13 +126,14 @@ class BridgeSite(Site):
     """The Site with the bridge's request class, idle timeout and access log."""
 
     requestFactory = LimitedRequest
+    noisy = False
 
     def __init__(self, resource: Resource, max_body: int, idle_timeout: float, clock: IReactorTime) -> None:
         super().__init__(resource, timeout=idle_timeout, reactor=clock)
         self.max_body = max_body
         self._clock = clock
 
-    def log(self, request: IRequest) -> None:
+    def log(self, request: http.Request) -> None:
         started = getattr(request, "bridge_started", None)
         duration = (time.monotonic() - started) * 1000 if started is not None else 0.0
         log.info(
@@ -143,7 +146,8 @@ class BridgeSite(Site):
         )
 
 
-def build_site(groups: ApiGroups, cors_origins: list[str], max_body: int, idle_timeout: float, clock: IReactorTime) -> BridgeSite:
+def build_site(
+    groups: ApiGroups, cors_origins: list[str], max_body: int, idle_timeout: float, clock: IReactorTime
+) -> BridgeSite:
     resource = CorsResource(BridgeApi(groups).app.resource(), cors_origins)
     return BridgeSite(resource, max_body, idle_timeout, clock)
-

@@ -89,7 +89,7 @@ class ArchiveClient(XMPPHandler):
         sender = message.getAttribute("from")
         if sender and bare(sender) != (archive or self.parent.jid.userhost()):
             return
-        message.handled = True
+        message.handled = True  # type: ignore[attr-defined]  # xish's convention
         results.append(parsed[1])
 
     async def query(

@@ -7,7 +7,7 @@ user's password on an unencrypted stream unless the admin chose ``tls = "disable
 
 from __future__ import annotations
 
-from twisted.internet import ssl
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.words.protocols.jabber import client, sasl, sasl_mechanisms, xmlstream
 from twisted.words.protocols.jabber.jid import JID
 
@@ -56,16 +56,14 @@ class SessionAuthenticator(client.XMPPAuthenticator):
         jid: JID,
         password: str,
         tls_mode: str,
-        tls_options: ssl.IOpenSSLClientConnectionCreator | None,
+        tls_options: IOpenSSLClientConnectionCreator | None,
     ) -> None:
         super().__init__(jid, password, configurationForTLS=tls_options)
         self.tls_mode = tls_mode
 
     def associateWithStream(self, xs: xmlstream.XmlStream) -> None:
         xmlstream.ConnectAuthenticator.associateWithStream(self, xs)
-        tls = _TLSInitializer(
-            xs, required=self.tls_mode == "required", configurationForTLS=self._configurationForTLS
-        )
+        tls = _TLSInitializer(xs, required=self.tls_mode == "required", configurationForTLS=self._configurationForTLS)
         tls.wanted = self.tls_mode != "disabled"
         xs.initializers = [
             client.CheckVersionInitializer(xs),

@@ -8,6 +8,7 @@ fails at once when the stream ends, so no HTTP request waits on a dead connectio
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 from OpenSSL import SSL
 from twisted.internet import defer, error, ssl
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import sasl, xmlstream
@@ -45,7 +46,7 @@ class ConnectSettings:
     trust_root: Any  # an IOpenSSLTrustRoot (ca_file or the platform's trust)
     timeout: float
 
-    def tls_options(self, domain: str) -> ssl.IOpenSSLClientConnectionCreator:
+    def tls_options(self, domain: str) -> IOpenSSLClientConnectionCreator:
         return ssl.optionsForClientTLS(domain, trustRoot=self.trust_root)
 
 
@@ -74,6 +75,8 @@ class Session(StreamManager):
         # Kept by the pool: when a request last used the session, and how many streams hold it.
         self.last_used = 0.0
         self.holds = 0
+        # Whether initial presence was sent (see bridge.xmpp.presence).
+        self.available = False
 
     def handler(self, cls: type[HandlerT]) -> HandlerT:
         """This session's handler of type ``cls``, attached on first use."""
@@ -123,10 +126,9 @@ class Session(StreamManager):
         Any answer counts, an error too: the server handles a stream's stanzas in order.
         """
         ping = domish.Element((NS_PING, "ping"))
-        try:
+        assert self.jid is not None
+        with contextlib.suppress(StanzaError):
             await self.iq("get", ping, to=JID(self.jid.host))
-        except StanzaError:
-            pass
 
     def close(self) -> None:
         """End the stream politely; handlers see connectionLost as usual."""
@@ -158,7 +160,7 @@ def _login_failure(reason: Failure) -> Exception:
     return ServerUnavailable("login failed")
 
 
-async def open_session(reactor: IReactorTCP, settings: ConnectSettings, jid: JID, password: str) -> Session:
+async def open_session(reactor: Any, settings: ConnectSettings, jid: JID, password: str) -> Session:
     """Connect, secure, authenticate and bind a new session for ``jid`` (a bare JID).
 
     Gives up after ``settings.timeout`` seconds so that a slow or silent server turns
@@ -168,6 +170,7 @@ async def open_session(reactor: IReactorTCP, settings: ConnectSettings, jid: JID
     tls = settings.tls_options(jid.host) if settings.tls_mode != "disabled" else None
     authenticator = SessionAuthenticator(full, password, settings.tls_mode, tls)
     factory = xmlstream.XmlStreamFactory(authenticator)
+    factory.noisy = False
     session = Session(factory, reactor, settings.timeout)
     ready: defer.Deferred[None] = defer.Deferred()
     streams: list[xmlstream.XmlStream] = []
@@ -177,12 +180,20 @@ async def open_session(reactor: IReactorTCP, settings: ConnectSettings, jid: JID
             ready.errback(reason)
 
     factory.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, streams.append)
-    factory.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, lambda _: ready.called or ready.callback(None))
+
+    def authenticated(_: object) -> None:
+        if not ready.called:
+            ready.callback(None)
+
+    factory.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, authenticated)
     factory.addBootstrap(xmlstream.INIT_FAILED_EVENT, failed)
     factory.addBootstrap(
         xmlstream.STREAM_END_EVENT,
-        lambda reason: failed(reason if isinstance(reason, Failure) and reason.check(SSL.Error)
-                              else Failure(ServerUnavailable("the server closed the stream during login"))),
+        lambda reason: failed(
+            reason
+            if isinstance(reason, Failure) and reason.check(SSL.Error)
+            else Failure(ServerUnavailable("the server closed the stream during login"))
+        ),
     )
     endpoint = HostnameEndpoint(reactor, settings.host, settings.port, timeout=settings.timeout)
     connecting = endpoint.connect(factory)
@@ -194,6 +205,6 @@ async def open_session(reactor: IReactorTCP, settings: ConnectSettings, jid: JID
         connecting.cancel()
         for xs in streams:
             if xs.transport is not None:
-                xs.transport.abortConnection()
+                xs.transport.abortConnection()  # type: ignore[attr-defined]  # a TCP transport
         raise _login_failure(Failure()) from None
     return session

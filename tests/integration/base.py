@@ -47,9 +47,7 @@ class BridgeTestCase(unittest.TestCase):
         return defer.Deferred.fromCoroutine(self._start())
 
     async def _start(self) -> None:
-        self.bridge: RunningBridge = await start_bridge(
-            reactor, self.mktemp(), self.addCleanup, **self.bridge_sections
-        )
+        self.bridge: RunningBridge = await start_bridge(reactor, self.mktemp(), self.addCleanup, **self.bridge_sections)
 
     def new_user(self, prefix: str = "user") -> tuple[str, str]:
         return new_user(prefix)
@@ -75,7 +73,9 @@ class BridgeTestCase(unittest.TestCase):
             data = json.dumps(body).encode()
             all_headers.setdefault("Content-Type", "application/json")
         response = await self.bridge.http.request(
-            method, self.bridge.url(path), data=data,
+            method,
+            self.bridge.url(path),
+            data=data,
             headers={k: [v] for k, v in all_headers.items()},
         )
         return Reply(response.code, response.headers, await response.content())

@@ -16,7 +16,7 @@ class SendMessageTests(BridgeTestCase):
         alice, bob = self.new_user("alice"), self.new_user("bob")
         phone = await self.client(bob)
         phone.available()
-        reply = await self.call("POST", "/api/messages", alice, {"to": bob[0], "body": "hi <&> \"bob\""})
+        reply = await self.call("POST", "/api/messages", alice, {"to": bob[0], "body": 'hi <&> "bob"'})
         self.assertEqual(reply.code, 200, reply)
         sent_id = reply.json["id"]
         received = await phone.next_message()
@@ -42,7 +42,9 @@ class SendMessageTests(BridgeTestCase):
         phone = await self.client(bob)
         phone.available()
         reply = await self.call(
-            "POST", "/api/messages", alice,
+            "POST",
+            "/api/messages",
+            alice,
             {"to": bob[0], "body": "x", "thread": "t1", "parent": "p1", "properties": {"n": "1", "s": "<a>"}},
         )
         self.assertEqual(reply.code, 200, reply)
@@ -78,8 +80,13 @@ class SendMessageTests(BridgeTestCase):
         self.assertEqual(
             {k: item[k] for k in ("id", "from", "to", "body", "thread", "parent", "properties")},
             {
-                "id": "smack-1", "from": bob[0], "to": alice[0], "body": "Hi!", "thread": "e0ff",
-                "parent": "7edac", "properties": {"some_number": "123", "some_string": "abc"},
+                "id": "smack-1",
+                "from": bob[0],
+                "to": alice[0],
+                "body": "Hi!",
+                "thread": "e0ff",
+                "parent": "7edac",
+                "properties": {"some_number": "123", "some_string": "abc"},
             },
         )
         self.assertIsInstance(item["timestamp"], int)

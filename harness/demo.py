@@ -1,0 +1,72 @@
+"""Run the bridge against a local Prosody it starts: ``python3 -m harness.demo``.
+
+Starts Debian's Prosody on free loopback ports with the users alice@localhost and
+bob@localhost (password ``secret``), writes a bridge config next to it (SQLite store,
+REST on 127.0.0.1:8089) and runs ``twistd -n bridge`` in the foreground. Ctrl-C stops both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from harness.prosody import ProsodyServer
+
+USERS = ("alice", "bob")
+PASSWORD = "secret"
+
+
+def demo_config(server: ProsodyServer, workdir: Path, http_port: int) -> str:
+    return f"""# Written by harness.demo for a throw-away Prosody; see etc/bridge.toml for every key.
+[http]
+endpoint = "tcp:{http_port}:interface=127.0.0.1"
+
+[xmpp]
+host = "127.0.0.1"
+port = {server.c2s_port}
+domains = ["{server.domain}"]
+tls = "required"
+ca_file = "{server.ca_file}"
+
+[muclight]
+service = "{server.component}"
+host = "127.0.0.1"
+port = {server.component_port}
+secret = "{server.component_secret}"
+
+[storage]
+url = "sqlite://{workdir}/bridge.sqlite3"
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8089, help="HTTP port of the bridge (default 8089)")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bridge-demo-"))
+    server = ProsodyServer()
+    server.start()
+    try:
+        for user in USERS:
+            server.register(user, PASSWORD)
+        config = workdir / "bridge.toml"
+        config.write_text(demo_config(server, workdir, args.port))
+        print(f"Prosody on 127.0.0.1:{server.c2s_port}; users alice@localhost and bob@localhost, password 'secret'")
+        print(f"Bridge config: {config}; REST API on http://127.0.0.1:{args.port}/api")
+        sys.stdout.flush()
+        twistd = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+        command = [*twistd, "-n", "--pidfile=", "bridge", "-c", str(config)]
+        try:
+            return subprocess.call(command, env=dict(os.environ))
+        except KeyboardInterrupt:
+            return 0
+    finally:
+        server.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
