@@ -14,8 +14,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from twisted.words.protocols.jabber.jid import JID, InvalidFormat
+from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
+
+from bridge.jid import parse
 
 NS_CLIENT = "jabber:client"
 NS_PROPERTIES = "http://www.jivesoftware.com/xmlns/xmpp/properties"
@@ -34,12 +36,8 @@ def is_xml_text(text: str) -> bool:
 
 def bare(jid_text: str | None) -> str | None:
     """The bare form of a JID attribute, or None when it is absent or not a JID."""
-    if not jid_text:
-        return None
-    try:
-        return JID(jid_text).userhost()
-    except InvalidFormat:
-        return None
+    jid = parse(jid_text)
+    return None if jid is None else jid.userhost()
 
 
 def parse_timestamp(stamp: str) -> int | None:

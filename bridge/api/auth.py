@@ -12,9 +12,10 @@ import math
 from base64 import b64decode
 
 from twisted.web.server import Request
-from twisted.words.protocols.jabber.jid import JID, InvalidFormat
+from twisted.words.protocols.jabber.jid import JID
 
 from bridge.api.errors import ApiError, Unauthorized
+from bridge.jid import parse
 from bridge.throttle import FailureThrottle
 from bridge.xmpp.errors import AuthenticationFailed
 from bridge.xmpp.pool import SessionPool
@@ -38,11 +39,8 @@ def parse_basic(header: bytes | None) -> tuple[JID, str] | None:
     user, colon, password = decoded.partition(":")
     if not colon or not password or "\x00" in decoded:
         return None
-    try:
-        jid = JID(user)
-    except (InvalidFormat, UnicodeError, ValueError):
-        return None
-    if not jid.user or jid.resource:
+    jid = parse(user)
+    if jid is None or not jid.user or jid.resource:
         return None
     return jid, password
 

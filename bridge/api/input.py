@@ -10,10 +10,11 @@ import json
 from typing import Any
 
 from twisted.web.server import Request
-from twisted.words.protocols.jabber.jid import JID, InvalidFormat
+from twisted.words.protocols.jabber.jid import JID
 
 from bridge.api.errors import BadRequest
 from bridge.convert import is_xml_text
+from bridge.jid import parse
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
@@ -54,13 +55,8 @@ def optional_text(body: dict[str, Any], key: str, invalid: str) -> str | None:
 
 def parse_jid(value: object, invalid: str, bare: bool = True) -> JID:
     """A stringprep-normalised JID with a user part (and no resource when ``bare``)."""
-    if not isinstance(value, str) or not value or not is_xml_text(value):
-        raise BadRequest(invalid)
-    try:
-        jid = JID(value)
-    except (InvalidFormat, UnicodeError, ValueError):
-        raise BadRequest(invalid) from None
-    if not jid.user or (bare and jid.resource):
+    jid = parse(value) if isinstance(value, str) and is_xml_text(value) else None
+    if jid is None or not jid.user or (bare and jid.resource):
         raise BadRequest(invalid)
     return jid
 

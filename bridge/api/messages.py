@@ -62,7 +62,7 @@ class MessagesApi:
     async def recent(self, request: Request) -> list[dict[str, Any]]:
         return await self._archive(request, None)
 
-    @app.route("/<string:with_jid>", methods=["GET"])
+    @app.route("/<path:with_jid>", methods=["GET"])
     @json_route
     async def with_contact(self, request: Request, with_jid: str) -> list[dict[str, Any]]:
         return await self._archive(request, with_jid)

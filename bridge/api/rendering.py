@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from klein import Klein
+from klein.interfaces import IKleinRequest
 from twisted.internet.defer import CancelledError
 from twisted.python.failure import Failure
 from twisted.web.server import Request
@@ -48,16 +49,26 @@ def json_route(handler: Handler) -> Callable[..., Awaitable[bytes]]:
     return render
 
 
+def method_not_allowed(request: Request, methods: list[str]) -> bytes:
+    request.setHeader(b"Allow", ", ".join(sorted(methods)).encode())
+    return write_json(request, 405, "Method not allowed")
+
+
 def json_errors(app: Klein) -> Klein:
     """Make ``app`` answer unknown paths (404) and methods (405) in JSON like the rest."""
 
     @app.handle_errors(NotFound)  # type: ignore[arg-type]
     def not_found(_instance: Any, request: Any, failure: Any) -> bytes:
+        # Werkzeug reports an empty path (a mounted group's root) as 404 for any method
+        # the rules do not list; ask for that path's methods to answer 405 instead.
+        mapper = IKleinRequest(request).mapper
+        methods = mapper.allowed_methods(mapper.path_info or "/") if mapper.path_info == "" else []
+        if methods:
+            return method_not_allowed(request, methods)
         return write_json(request, 404, "Not found")
 
     @app.handle_errors(MethodNotAllowed)  # type: ignore[arg-type]
     def not_allowed(_instance: Any, request: Any, failure: Any) -> bytes:
-        request.setHeader(b"Allow", ", ".join(sorted(failure.value.valid_methods or [])).encode())
-        return write_json(request, 405, "Method not allowed")
+        return method_not_allowed(request, failure.value.valid_methods or [])
 
     return app

@@ -1,0 +1,156 @@
+"""Message stanzas to JSON and back (bridge.convert)."""
+
+from __future__ import annotations
+
+from twisted.trial import unittest
+from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
+
+from bridge.convert import (
+    build_message,
+    format_timestamp,
+    is_xml_text,
+    message_to_json,
+    parse_timestamp,
+    properties_of,
+)
+
+
+def parse(xml: str) -> domish.Element:
+    """One element from XML text, as a stream would deliver it."""
+    from twisted.words.xish.domish import elementStream
+
+    stream = elementStream()
+    found: list[domish.Element] = []
+    stream.DocumentStartEvent = lambda root: None
+    stream.ElementEvent = found.append
+    stream.DocumentEndEvent = lambda: None
+    stream.parse(b"<stream xmlns='jabber:client'>" + xml.encode() + b"</stream>")
+    return found[0]
+
+
+SEED = """<message xmlns='jabber:client' from='bob@localhost/phone' to='alice@localhost/rest-1' id='123' type='chat'>
+  <body>Hi!</body>
+  <thread parent='7edac'>e0ff</thread>
+  <properties xmlns='http://www.jivesoftware.com/xmlns/xmpp/properties'>
+    <property><name>some_number</name><value type='integer'>123</value></property>
+    <property><name>some_string</name><value type='string'>abc</value></property>
+  </properties>
+</message>"""
+
+
+class MessageToJsonTests(unittest.TestCase):
+    def test_seed_example(self) -> None:
+        """DESIGN.md's example stanza becomes DESIGN.md's JSON."""
+        self.assertEqual(
+            message_to_json(parse(SEED), 1531329049949),
+            {
+                "id": "123",
+                "from": "bob@localhost",
+                "to": "alice@localhost",
+                "timestamp": 1531329049949,
+                "body": "Hi!",
+                "thread": "e0ff",
+                "parent": "7edac",
+                "properties": {"some_number": "123", "some_string": "abc"},
+            },
+        )
+
+    def test_optional_fields_absent(self) -> None:
+        """thread, parent and properties appear only when the stanza has them."""
+        message = parse("<message xmlns='jabber:client' from='a@x' to='b@x' id='1'><body>x</body></message>")
+        self.assertEqual(
+            message_to_json(message, 5), {"id": "1", "from": "a@x", "to": "b@x", "timestamp": 5, "body": "x"}
+        )
+
+    def test_thread_without_parent(self) -> None:
+        """A thread without parent gives no parent key."""
+        message = parse("<message xmlns='jabber:client' id='1'><body>x</body><thread>t</thread></message>")
+        result = message_to_json(message, 0)
+        self.assertEqual(result["thread"], "t")
+        self.assertNotIn("parent", result)
+
+    def test_every_property_type_is_a_string(self) -> None:
+        """Every jivesoftware value type comes back as its text."""
+        message = parse(
+            "<message xmlns='jabber:client'><properties xmlns='http://www.jivesoftware.com/xmlns/xmpp/properties'>"
+            "<property><name>i</name><value type='integer'>1</value></property>"
+            "<property><name>l</name><value type='long'>9223372036854775807</value></property>"
+            "<property><name>f</name><value type='float'>1.5</value></property>"
+            "<property><name>d</name><value type='double'>2.5</value></property>"
+            "<property><name>b</name><value type='boolean'>true</value></property>"
+            "<property><name>o</name><value type='java-object'>rO0ABXQ=</value></property>"
+            "</properties></message>"
+        )
+        self.assertEqual(
+            properties_of(message),
+            {"i": "1", "l": "9223372036854775807", "f": "1.5", "d": "2.5", "b": "true", "o": "rO0ABXQ="},
+        )
+
+    def test_malformed_properties_are_skipped(self) -> None:
+        """Properties without a name or value, or with an empty name, are dropped, not fatal."""
+        message = parse(
+            "<message xmlns='jabber:client'><properties xmlns='http://www.jivesoftware.com/xmlns/xmpp/properties'>"
+            "<property><value>no name</value></property>"
+            "<property><name>no value</name></property>"
+            "<property><name> </name><value>blank</value></property>"
+            "<property><name>ok</name><value>fine</value><junk/></property>"
+            "<name>stray</name>"
+            "</properties></message>"
+        )
+        self.assertEqual(properties_of(message), {"ok": "fine"})
+
+    def test_chat_markers(self) -> None:
+        """XEP-0333 markable and markers are exposed."""
+        message = parse(
+            "<message xmlns='jabber:client' id='9'><markable xmlns='urn:xmpp:chat-markers:0'/>"
+            "<displayed xmlns='urn:xmpp:chat-markers:0' id='5'/></message>"
+        )
+        result = message_to_json(message, 0)
+        self.assertIs(result["markable"], True)
+        self.assertEqual(result["chat_marker"], {"type": "displayed", "id": "5"})
+
+    def test_missing_id_uses_fallback(self) -> None:
+        """A stanza without id gets the archive id."""
+        message = parse("<message xmlns='jabber:client'><body>x</body></message>")
+        self.assertEqual(message_to_json(message, 0, "archive-7")["id"], "archive-7")
+
+    def test_malformed_from_is_null(self) -> None:
+        """A from attribute that is not a JID becomes null instead of an error."""
+        message = parse("<message xmlns='jabber:client' from='@@@' id='1'/>")
+        self.assertIsNone(message_to_json(message, 0)["from"])
+
+
+class BuildMessageTests(unittest.TestCase):
+    def test_round_trip(self) -> None:
+        """A built message converts back to the same fields."""
+        message = build_message(JID("bob@localhost"), "<&>'\"", thread="t", parent="p", properties={"k": "v <x/>"})
+        message["from"] = "alice@localhost/rest-1"
+        again = parse(message.toXml())
+        result = message_to_json(again, 1)
+        self.assertEqual(result["body"], "<&>'\"")
+        self.assertEqual((result["thread"], result["parent"]), ("t", "p"))
+        self.assertEqual(result["properties"], {"k": "v <x/>"})
+        self.assertEqual(again["type"], "chat")
+        self.assertEqual(result["id"], message["id"])
+
+    def test_ids_are_unique(self) -> None:
+        """Each built message has its own unguessable id."""
+        ids = {build_message(JID("b@x"), "x")["id"] for _ in range(100)}
+        self.assertEqual(len(ids), 100)
+
+
+class TextAndTimeTests(unittest.TestCase):
+    def test_xml_text(self) -> None:
+        """Control characters and lone surrogates cannot go into a stream; the rest can."""
+        self.assertTrue(is_xml_text("héllo \t\n\r 😀 <&>"))
+        for bad in ("\x00", "a\x01b", "\x1f", "\ud800", "\ufffe"):
+            self.assertFalse(is_xml_text(bad), repr(bad))
+
+    def test_timestamps(self) -> None:
+        """XEP-0082 stamps with and without fractions convert to Unix milliseconds and back."""
+        self.assertEqual(parse_timestamp("2018-07-11T17:10:49.949Z"), 1531329049949)
+        self.assertEqual(parse_timestamp("2018-07-11T17:10:49Z"), 1531329049000)
+        self.assertEqual(parse_timestamp("2018-07-11T19:10:49.949123+02:00"), 1531329049949)
+        self.assertIsNone(parse_timestamp("yesterday"))
+        self.assertEqual(format_timestamp(1531329049949), "2018-07-11T17:10:49.949Z")
