@@ -1,0 +1,205 @@
+"""``/api/rooms``: MUC Light group rooms (MongooseIM's client API), driven by MUC Light
+stanzas from the user's session to the configured service (``muclight.service``).
+
+``{id}`` is a bare room id or a room JID whose host is the service. Status codes and error
+strings follow MongooseIM: 404 "Room not found", 403 for a user outside the room or
+without the right, 404 "MUC Light server not found" when the service does not answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+from twisted.web.server import Request
+from twisted.words.protocols.jabber.jid import JID, InvalidFormat
+from twisted.words.protocols.jabber.xmpp_stringprep import nodeprep
+
+from bridge.api.auth import Authenticator
+from bridge.api.errors import BadRequest
+from bridge.api.input import archive_window, json_object
+from bridge.api.rendering import Response, json_errors, json_route
+from bridge.convert import CHAT_MARKERS, build_message, is_xml_text, room_message_to_json
+from bridge.xmpp.muclight_client import MucLightClient
+from bridge.xmpp.session import Session
+
+# Longest room id accepted (a JID localpart is at most 1023 bytes).
+MAX_ROOM_ID = 1023
+
+
+def room_config(body: dict[str, Any]) -> tuple[str, str]:
+    """``name`` and ``subject`` of a create or config body (both required, strings)."""
+    values = []
+    for key, option, missing in (
+        ("name", "roomname", "Missing room name"),
+        ("subject", "subject", "Missing room subject"),
+    ):
+        value = body.get(key)
+        if value is None:
+            raise BadRequest(missing)
+        if not isinstance(value, str) or not is_xml_text(value):
+            raise BadRequest(f"Validation failed for key: {option} with reason expected a string of XML text")
+        values.append(value)
+    return values[0], values[1]
+
+
+def message_parts(body: dict[str, Any]) -> tuple[str | None, bool, dict[str, str] | None]:
+    """(body, markable, chat_marker) of a room message; at least one must be there."""
+    text = body.get("body")
+    if text is not None and (not isinstance(text, str) or not is_xml_text(text)):
+        raise BadRequest("Invalid message body")
+    markable = body.get("markable", False)
+    if not isinstance(markable, bool):
+        raise BadRequest("Invalid markable")
+    marker = body.get("chat_marker")
+    if marker is not None:
+        if (
+            not isinstance(marker, dict)
+            or marker.get("type") not in CHAT_MARKERS
+            or not isinstance(marker.get("id"), str)
+            or not marker["id"]
+            or not is_xml_text(marker["id"])
+        ):
+            raise BadRequest("Invalid chat marker")
+        marker = {"type": marker["type"], "id": marker["id"]}
+    markable = markable and text is not None
+    if text is None and marker is None:
+        raise BadRequest("No valid message elements")
+    return text, markable, marker
+
+
+class RoomsApi:
+    app = json_errors(Klein())
+
+    def __init__(self, auth: Authenticator, service: str) -> None:
+        self._auth = auth
+        self._service = JID(service)
+
+    def room(self, value: str) -> JID:
+        """The room JID for an ``{id}`` path segment: a room id, or a JID on the service."""
+        if not value or len(value) > MAX_ROOM_ID or not is_xml_text(value):
+            raise BadRequest("Invalid room ID")
+        try:
+            return JID(tuple=(nodeprep.prepare(value), self._service.host, None))
+        except (UnicodeError, ValueError, InvalidFormat):
+            pass
+        try:
+            jid = JID(value)
+        except (InvalidFormat, UnicodeError, ValueError):
+            raise BadRequest("Invalid room ID") from None
+        if not jid.user or jid.resource:
+            raise BadRequest("Invalid room ID")
+        if jid.host != self._service.host:
+            raise BadRequest("Invalid MUC Light domain")
+        return jid
+
+    async def _client(self, request: Request) -> MucLightClient:
+        session: Session = await self._auth.session(request)
+        return session.handler(MucLightClient)
+
+    @app.route("/", methods=["GET"], strict_slashes=False)
+    @json_route
+    async def list_rooms(self, request: Request) -> list[dict[str, str]]:
+        client = await self._client(request)
+        return await client.rooms(self._service)
+
+    @app.route("/", methods=["POST"], strict_slashes=False)
+    @json_route
+    async def create(self, request: Request) -> Response:
+        client = await self._client(request)
+        name, subject = room_config(json_object(request))
+        room_id = await client.create(self._service, None, name, subject)
+        return Response(201, {"id": room_id})
+
+    @app.route("/", methods=["PUT"], strict_slashes=False)
+    @json_route
+    async def create_without_id(self, request: Request) -> None:
+        await self._auth.session(request)
+        raise BadRequest("Missing room ID")
+
+    @app.route("/<string:room_id>", methods=["PUT"])
+    @json_route
+    async def create_with_id(self, request: Request, room_id: str) -> Response:
+        client = await self._client(request)
+        room = self.room(room_id)
+        name, subject = room_config(json_object(request))
+        created = await client.create(self._service, room.user, name, subject)
+        return Response(201, {"id": created})
+
+    @app.route("/<string:room_id>", methods=["GET"])
+    @json_route
+    async def details(self, request: Request, room_id: str) -> dict[str, Any]:
+        client = await self._client(request)
+        info = await client.info(self.room(room_id))
+        return {
+            "name": info.name,
+            "subject": info.subject,
+            "participants": [{"user": user, "role": role} for user, role in info.participants],
+        }
+
+    @app.route("/<string:room_id>/config", methods=["PUT"])
+    @json_route
+    async def configure(self, request: Request, room_id: str) -> Response:
+        client = await self._client(request)
+        room = self.room(room_id)
+        name, subject = room_config(json_object(request))
+        await client.configure(room, name, subject)
+        return Response(204)
+
+    @app.route("/<string:room_id>/users", methods=["POST"], strict_slashes=False)
+    @json_route
+    async def invite(self, request: Request, room_id: str) -> Response:
+        client = await self._client(request)
+        room = self.room(room_id)
+        user = self._user(json_object(request).get("user"))
+        await client.set_affiliation(room, user, "member")
+        return Response(204)
+
+    @app.route("/<string:room_id>/users/", methods=["DELETE"])
+    @json_route
+    async def remove_nobody(self, request: Request, room_id: str) -> None:
+        await self._auth.session(request)
+        self.room(room_id)
+        raise BadRequest("Missing JID")
+
+    @app.route("/<string:room_id>/users/<string:user>", methods=["DELETE"])
+    @json_route
+    async def remove(self, request: Request, room_id: str, user: str) -> Response:
+        client = await self._client(request)
+        room = self.room(room_id)
+        await client.set_affiliation(room, self._user(user), "none")
+        return Response(204)
+
+    @staticmethod
+    def _user(value: object) -> str:
+        if value is None or value == "":
+            raise BadRequest("Missing JID")
+        if not isinstance(value, str) or not is_xml_text(value):
+            raise BadRequest("Invalid user JID")
+        try:
+            jid = JID(value)
+        except (InvalidFormat, UnicodeError, ValueError):
+            jid = None
+        if jid is None or not jid.user or jid.resource:
+            raise BadRequest(f"Invalid user JID: {value}"[:300])
+        return jid.userhost()
+
+    @app.route("/<string:room_id>/messages", methods=["POST"], strict_slashes=False)
+    @json_route
+    async def send(self, request: Request, room_id: str) -> dict[str, str]:
+        client = await self._client(request)
+        room = self.room(room_id)
+        text, markable, marker = message_parts(json_object(request))
+        message = build_message(room, text, "groupchat", markable=markable, chat_marker=marker)
+        await client.send(room, message)
+        return {"id": message["id"]}
+
+    @app.route("/<string:room_id>/messages", methods=["GET"], strict_slashes=False)
+    @json_route
+    async def messages(self, request: Request, room_id: str) -> list[dict[str, Any]]:
+        client = await self._client(request)
+        room = self.room(room_id)
+        limit, before = archive_window(request)
+        end = None if before is None else before - 1
+        found = await client.archive(room, end, limit)
+        return [room_message_to_json(item.message, item.timestamp, item.archive_id) for item in found]

@@ -1,0 +1,132 @@
+"""The rules of MUC Light rooms (MongooseIM's protocol, sections 5.1 and 5.4), as pure
+functions over the stored ``Room``: who may change which affiliation, who becomes owner,
+and which notice each occupant gets. The service applies them and stores the outcome.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+from twisted.words.xish import domish
+
+from bridge.muclight.protocol import NS_AFFILIATIONS, add_users
+from bridge.store import MEMBER, OWNER, Room
+
+
+class Refused(Exception):
+    """A request the protocol refuses, with the stanza error condition to answer."""
+
+    def __init__(self, condition: str, text: str | None = None, not_occupant: bool = False) -> None:
+        super().__init__(text or condition)
+        self.condition = condition
+        self.text = text
+        self.not_occupant = not_occupant
+
+
+@dataclass(frozen=True)
+class RoomSettings:
+    """The service-wide policy from ``[muclight]``."""
+
+    all_can_configure: bool = False
+    all_can_invite: bool = False
+    max_occupants: int = 100
+
+
+def new_version() -> str:
+    """A fresh room version: unique per room, and sorting by time of change."""
+    return f"{int(time.time() * 1000):x}-{secrets.token_hex(4)}"
+
+
+def new_room_id() -> str:
+    return secrets.token_hex(8)
+
+
+def creation_affiliations(creator: str, requested: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The initial occupants: the creator is owner unless the list names another owner."""
+    if any(affiliation == "none" for _, affiliation in requested):
+        raise Refused("bad-request", "The occupant list cannot use affiliation 'none'")
+    if any(jid == creator for jid, _ in requested):
+        raise Refused("bad-request", "The occupant list must not include the creator")
+    owners = [jid for jid, affiliation in requested if affiliation == OWNER]
+    if len(owners) > 1:
+        raise Refused("bad-request", "A room has at most one owner")
+    return [(creator, MEMBER if owners else OWNER), *requested]
+
+
+def check_member_changes(room: Room, sender: str, changes: list[tuple[str, str]], all_can_invite: bool) -> None:
+    """A member may leave, and add members when the service lets everyone invite."""
+    for jid, affiliation in changes:
+        if affiliation == "none" and jid == sender:
+            continue
+        current = room.affiliation(jid)
+        if affiliation == MEMBER and all_can_invite and current != OWNER:
+            continue
+        raise Refused("not-allowed", "Given user does not have permission to change affiliations")
+
+
+def apply_changes(room: Room, changes: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(new occupant list, the changes as announced) after ``changes``.
+
+    Changes that change nothing are dropped. Making someone owner demotes the current
+    owner; when the owner leaves without naming a successor, the longest-standing member
+    becomes owner.
+    """
+    if sum(1 for _, affiliation in changes if affiliation == OWNER) > 1:
+        raise Refused("bad-request", "A room has at most one owner")
+    current = dict(room.affiliations)
+    announced: dict[str, str] = {}
+    for jid, affiliation in changes:
+        if affiliation == "none":
+            if jid in current:
+                del current[jid]
+                announced[jid] = "none"
+        elif current.get(jid) != affiliation:
+            current[jid] = affiliation
+            announced[jid] = affiliation
+    new_owner = next((jid for jid, affiliation in changes if affiliation == OWNER), None)
+    if new_owner is not None:
+        for jid, affiliation in list(current.items()):
+            if affiliation == OWNER and jid != new_owner:
+                current[jid] = MEMBER
+                announced[jid] = MEMBER
+    had_owner = any(affiliation == OWNER for _, affiliation in room.affiliations)
+    if had_owner and current and OWNER not in current.values():
+        successor = next(jid for jid in current)
+        current[successor] = OWNER
+        announced[successor] = OWNER
+    # Joining order: those who stay keep their place, newcomers follow in request order.
+    order = [jid for jid, _ in room.affiliations if jid in current]
+    order += [jid for jid in current if jid not in order]
+    return [(jid, current[jid]) for jid in order], list(announced.items())
+
+
+def affiliations_notice(
+    items: list[tuple[str, str]], version: str | None = None, prev_version: str | None = None
+) -> domish.Element:
+    """An ``<x xmlns='urn:xmpp:muclight:0#affiliations'>`` with the given items."""
+    notice = domish.Element((NS_AFFILIATIONS, "x"))
+    if prev_version is not None:
+        notice.addElement("prev-version", content=prev_version)
+    if version is not None:
+        notice.addElement("version", content=version)
+    add_users(notice, items)
+    return notice
+
+
+def notices_for(
+    old: list[str], new: list[str], changes: list[tuple[str, str]], version: str, prev_version: str
+) -> dict[str, domish.Element]:
+    """Each concerned user's notice: newcomers see their own affiliation and the version,
+    those removed only their own removal, the others every change with both versions."""
+    notices: dict[str, domish.Element] = {}
+    own = dict(changes)
+    for jid in dict.fromkeys([*old, *new]):
+        if jid not in old:
+            notices[jid] = affiliations_notice([(jid, own.get(jid, MEMBER))], version)
+        elif jid not in new:
+            notices[jid] = affiliations_notice([(jid, "none")])
+        else:
+            notices[jid] = affiliations_notice(changes, version, prev_version)
+    return notices

@@ -1,0 +1,173 @@
+"""The MUC Light component's store: rooms, affiliations, room versions, the room archive
+(XEP-0313 on room JIDs) and MUC Light blocking lists.
+
+One interface, two SQL back-ends chosen by ``storage.url``: an embedded SQLite file (the
+default) or PostgreSQL when several bridge processes share rooms. Every call runs on a
+thread pool, never on the reactor thread, and every write is committed before its Deferred
+fires, so the component can acknowledge or broadcast a change only once it is durable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+log = Logger()
+
+OWNER = "owner"
+MEMBER = "member"
+
+
+class StoreError(Exception):
+    """The database failed or refused an operation."""
+
+
+class RoomExists(StoreError):
+    """A room with that id exists already."""
+
+
+class VersionConflict(StoreError):
+    """The room changed (or vanished) since it was read; read it again and retry."""
+
+
+@dataclass(frozen=True)
+class Room:
+    """A room as stored: its configuration, its occupants in joining order, its version."""
+
+    room_id: str
+    name: str
+    subject: str
+    version: str
+    affiliations: tuple[tuple[str, str], ...] = ()
+
+    def affiliation(self, user: str) -> str | None:
+        for jid, affiliation in self.affiliations:
+            if jid == user:
+                return affiliation
+        return None
+
+    @property
+    def occupants(self) -> list[str]:
+        return [jid for jid, _ in self.affiliations]
+
+
+@dataclass(frozen=True)
+class NewArchiveItem:
+    """A stanza to archive: what the room sent, as XML, without a ``to`` attribute."""
+
+    stanza_id: str
+    kind: str  # "message" or "affiliation"
+    sender: str | None  # the occupant's bare JID for a message; None for a room notice
+    xml: str
+
+
+@dataclass(frozen=True)
+class ArchivedItem:
+    archive_id: str
+    timestamp: int  # Unix milliseconds
+    stanza_id: str
+    kind: str
+    sender: str | None
+    xml: str
+
+
+@dataclass(frozen=True)
+class ArchiveQuery:
+    """One page of a room archive: filters (ms, inclusive) and XEP-0059 paging by archive id."""
+
+    start: int | None = None
+    end: int | None = None
+    sender: str | None = None
+    after_id: str | None = None
+    before_id: str | None = None
+    # True for RSM <before/>: the page nearest the end (or before before_id).
+    from_end: bool = False
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class ArchivePage:
+    items: list[ArchivedItem] = field(default_factory=list)
+    complete: bool = True
+    count: int = 0
+
+
+class Store:
+    """What the component needs from a database; see ``bridge.store.sql`` for the SQL one."""
+
+    async def get_room(self, room_id: str) -> Room | None:
+        raise NotImplementedError
+
+    async def user_rooms(self, user: str) -> list[Room]:
+        """The rooms ``user`` occupies (without their affiliation lists)."""
+        raise NotImplementedError
+
+    async def create_room(self, room: Room, notice: NewArchiveItem | None) -> list[ArchivedItem]:
+        """Store a new room and archive its creation notice; ``RoomExists`` if the id is taken."""
+        raise NotImplementedError
+
+    async def update_room(
+        self, room_id: str, expected_version: str, room: Room | None, archive: list[NewArchiveItem]
+    ) -> list[ArchivedItem]:
+        """Replace the room (``None`` destroys it and its archive) if it is still at
+        ``expected_version``, and archive ``archive``, in one transaction."""
+        raise NotImplementedError
+
+    async def archive_message(self, room_id: str, item: NewArchiveItem) -> ArchivedItem | None:
+        """Archive a groupchat message; None when the room no longer exists."""
+        raise NotImplementedError
+
+    async def query_archive(self, room_id: str, query: ArchiveQuery) -> ArchivePage:
+        raise NotImplementedError
+
+    async def blocking_list(self, user: str) -> list[tuple[str, str]]:
+        """``user``'s denied (kind, JID) pairs; kind is "room" or "user"."""
+        raise NotImplementedError
+
+    async def set_blocking(self, user: str, changes: list[tuple[str, str, bool]]) -> None:
+        """Apply (kind, JID, deny) changes to ``user``'s blocking list."""
+        raise NotImplementedError
+
+    async def blocking(self, users: list[str], room_jid: str, by: str) -> set[str]:
+        """Those of ``users`` who block the room ``room_jid`` or the user ``by``."""
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+def open_store(url: str, reactor: Any) -> Store:
+    """The store for a ``storage.url`` (``sqlite://PATH`` or ``postgresql://...``)."""
+    from bridge.store.sql import SqlStore
+
+    return SqlStore.from_url(url, reactor)
+
+
+class StoreService(Service):
+    """Opens (and migrates) the store when the daemon starts, and closes it when it stops.
+
+    A store that cannot be opened is logged; the component then answers
+    ``internal-server-error`` instead of taking the daemon down.
+    """
+
+    name = "store"  # type: ignore[assignment]
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.started: defer.Deferred[None] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self.started = defer.Deferred.fromCoroutine(self.store.start())
+        self.started.addErrback(lambda failure: log.error("{why}", why=failure.getErrorMessage()))
+
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()
+        return defer.Deferred.fromCoroutine(self.store.close())

@@ -1,0 +1,393 @@
+"""The store in SQL: SQLite (``sqlite3``) or PostgreSQL (``psycopg2``), through
+``twisted.enterprise.adbapi`` so every query runs on the pool's threads, not the reactor.
+
+The schema is created and migrated on start: ``schema_version`` holds the last migration
+applied, and each migration runs in its own transaction (on PostgreSQL under an advisory
+lock, so processes starting together migrate once). SQLite runs in WAL mode with
+``synchronous=FULL`` and one connection, so a commit is on disk before its Deferred fires
+and writers never contend.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from twisted.enterprise import adbapi
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from bridge.store import (
+    ArchivedItem,
+    ArchivePage,
+    ArchiveQuery,
+    NewArchiveItem,
+    Room,
+    RoomExists,
+    Store,
+    StoreError,
+    VersionConflict,
+)
+
+log = Logger()
+
+T = TypeVar("T")
+
+# Each migration is a list of statements; "{id}" is the dialect's auto-increment key.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE rooms (
+            room_id TEXT PRIMARY KEY,
+            roomname TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            version TEXT NOT NULL,
+            created_at BIGINT NOT NULL)""",
+        """CREATE TABLE affiliations (
+            room_id TEXT NOT NULL,
+            user_jid TEXT NOT NULL,
+            affiliation TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            PRIMARY KEY (room_id, user_jid))""",
+        "CREATE INDEX affiliations_by_user ON affiliations (user_jid)",
+        """CREATE TABLE room_archive (
+            archive_id {id},
+            room_id TEXT NOT NULL,
+            timestamp_ms BIGINT NOT NULL,
+            stanza_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            sender TEXT,
+            xml TEXT NOT NULL)""",
+        "CREATE INDEX room_archive_by_room ON room_archive (room_id, archive_id)",
+        """CREATE TABLE blocking (
+            user_jid TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            target TEXT NOT NULL,
+            PRIMARY KEY (user_jid, kind, target))""",
+    ],
+]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SqlStore(Store):
+    """``Store`` on a DB-API module through an adbapi connection pool."""
+
+    def __init__(
+        self, dialect: str, pool_factory: Callable[[], adbapi.ConnectionPool], integrity: type[Exception]
+    ) -> None:
+        self.dialect = dialect
+        self._pool_factory = pool_factory
+        self._pool: adbapi.ConnectionPool | None = None
+        self._integrity: type[Exception] = integrity
+        self._ready: defer.Deferred[None] = defer.Deferred()
+        self._failed = False
+
+    @classmethod
+    def from_url(cls, url: str, reactor: Any) -> SqlStore:
+        if url.startswith("sqlite://"):
+            import sqlite3
+
+            path = url[len("sqlite://") :]
+
+            def sqlite_pool() -> adbapi.ConnectionPool:
+                directory = os.path.dirname(path)
+                if directory:
+                    os.makedirs(directory, exist_ok=True)
+                return adbapi.ConnectionPool(
+                    "sqlite3",
+                    path,
+                    check_same_thread=False,
+                    cp_min=1,
+                    cp_max=1,
+                    cp_openfun=_sqlite_setup,
+                    cp_reactor=reactor,
+                    cp_noisy=False,
+                )
+
+            return cls("sqlite", sqlite_pool, sqlite3.IntegrityError)
+        if url.startswith(("postgresql://", "postgres://")):
+            try:
+                import psycopg2
+            except ImportError:
+                raise StoreError("storage.url names PostgreSQL but psycopg2 is not installed") from None
+
+            def postgres_pool() -> adbapi.ConnectionPool:
+                return adbapi.ConnectionPool(
+                    "psycopg2", url, cp_min=1, cp_max=4, cp_reactor=reactor, cp_noisy=False, cp_reconnect=True
+                )
+
+            return cls("postgresql", postgres_pool, psycopg2.IntegrityError)
+        raise StoreError("storage.url: expected sqlite:///path or postgresql://...")
+
+    # -- plumbing
+
+    def _sql(self, statement: str) -> str:
+        if self.dialect == "postgresql":
+            statement = statement.replace("?", "%s")
+            return statement.replace("{id}", "BIGSERIAL PRIMARY KEY")
+        return statement.replace("{id}", "INTEGER PRIMARY KEY AUTOINCREMENT")
+
+    async def start(self) -> None:
+        """Open the pool and migrate the schema; queries issued meanwhile wait for it."""
+        try:
+            self._pool = self._pool_factory()
+            self._pool.start()
+            applied = await self._pool.runInteraction(self._migrate)
+        except Exception as e:
+            self._failed = True
+            if not self._ready.called:
+                self._ready.callback(None)
+            raise StoreError(f"cannot open the store: {e}") from e
+        if applied:
+            log.info("Store schema migrated to version {version} ({dialect})", version=applied, dialect=self.dialect)
+        self._ready.callback(None)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def _migrate(self, cursor: Any) -> int:
+        cursor.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        if self.dialect == "postgresql":
+            cursor.execute("SELECT pg_advisory_xact_lock(73160514)")
+        cursor.execute("SELECT MAX(version) FROM schema_version")
+        current = cursor.fetchone()[0] or 0
+        for number, statements in enumerate(MIGRATIONS, start=1):
+            if number <= current:
+                continue
+            for statement in statements:
+                cursor.execute(self._sql(statement))
+            cursor.execute(self._sql("INSERT INTO schema_version (version) VALUES (?)"), (number,))
+        return len(MIGRATIONS) if current < len(MIGRATIONS) else 0
+
+    async def _run(self, interaction: Callable[..., T], *args: Any) -> T:
+        await self._wait_ready()
+        assert self._pool is not None
+        try:
+            return await self._pool.runInteraction(interaction, *args)
+        except (StoreError, RoomExists, VersionConflict):
+            raise
+        except self._integrity as e:
+            raise VersionConflict(str(e)) from None
+
+    async def _wait_ready(self) -> None:
+        if not self._ready.called:
+            waiting: defer.Deferred[None] = defer.Deferred()
+
+            def done(result: object) -> object:
+                waiting.callback(None)
+                return result
+
+            self._ready.addBoth(done)
+            await waiting
+        if self._pool is None or self._failed:
+            raise StoreError("the store is not open")
+
+    def _exec(self, cursor: Any, statement: str, args: tuple[Any, ...] = ()) -> Any:
+        cursor.execute(self._sql(statement), args)
+        return cursor
+
+    # -- rooms
+
+    def _load_room(self, cursor: Any, room_id: str) -> Room | None:
+        row = self._exec(
+            cursor, "SELECT roomname, subject, version FROM rooms WHERE room_id = ?", (room_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        affiliations = self._exec(
+            cursor,
+            "SELECT user_jid, affiliation FROM affiliations WHERE room_id = ? ORDER BY position",
+            (room_id,),
+        ).fetchall()
+        return Room(room_id, row[0], row[1], row[2], tuple((jid, aff) for jid, aff in affiliations))
+
+    async def get_room(self, room_id: str) -> Room | None:
+        return await self._run(self._load_room, room_id)
+
+    def _user_rooms(self, cursor: Any, user: str) -> list[Room]:
+        rows = self._exec(
+            cursor,
+            "SELECT r.room_id, r.roomname, r.subject, r.version FROM rooms r "
+            "JOIN affiliations a ON a.room_id = r.room_id WHERE a.user_jid = ? ORDER BY r.created_at, r.room_id",
+            (user,),
+        ).fetchall()
+        return [Room(*row) for row in rows]
+
+    async def user_rooms(self, user: str) -> list[Room]:
+        return await self._run(self._user_rooms, user)
+
+    def _write_affiliations(self, cursor: Any, room: Room) -> None:
+        self._exec(cursor, "DELETE FROM affiliations WHERE room_id = ?", (room.room_id,))
+        for position, (jid, affiliation) in enumerate(room.affiliations):
+            self._exec(
+                cursor,
+                "INSERT INTO affiliations (room_id, user_jid, affiliation, position) VALUES (?, ?, ?, ?)",
+                (room.room_id, jid, affiliation, position),
+            )
+
+    def _append(self, cursor: Any, room_id: str, item: NewArchiveItem, now: int) -> ArchivedItem:
+        self._exec(
+            cursor,
+            "INSERT INTO room_archive (room_id, timestamp_ms, stanza_id, kind, sender, xml) "
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING archive_id",
+            (room_id, now, item.stanza_id, item.kind, item.sender, item.xml),
+        )
+        archive_id = cursor.fetchone()[0]
+        return ArchivedItem(str(archive_id), now, item.stanza_id, item.kind, item.sender, item.xml)
+
+    def _create(self, cursor: Any, room: Room, notice: NewArchiveItem | None) -> list[ArchivedItem]:
+        if self._exec(cursor, "SELECT 1 FROM rooms WHERE room_id = ?", (room.room_id,)).fetchone() is not None:
+            raise RoomExists(room.room_id)
+        now = _now_ms()
+        try:
+            self._exec(
+                cursor,
+                "INSERT INTO rooms (room_id, roomname, subject, version, created_at) VALUES (?, ?, ?, ?, ?)",
+                (room.room_id, room.name, room.subject, room.version, now),
+            )
+        except self._integrity:
+            raise RoomExists(room.room_id) from None
+        # A destroyed room's leftovers never leak into a new room of the same id.
+        self._exec(cursor, "DELETE FROM room_archive WHERE room_id = ?", (room.room_id,))
+        self._write_affiliations(cursor, room)
+        return [self._append(cursor, room.room_id, notice, now)] if notice is not None else []
+
+    async def create_room(self, room: Room, notice: NewArchiveItem | None) -> list[ArchivedItem]:
+        return await self._run(self._create, room, notice)
+
+    def _update(
+        self, cursor: Any, room_id: str, expected: str, room: Room | None, archive: list[NewArchiveItem]
+    ) -> list[ArchivedItem]:
+        now = _now_ms()
+        if room is None:
+            self._exec(cursor, "DELETE FROM rooms WHERE room_id = ? AND version = ?", (room_id, expected))
+            if cursor.rowcount != 1:
+                raise VersionConflict(room_id)
+            self._exec(cursor, "DELETE FROM affiliations WHERE room_id = ?", (room_id,))
+            self._exec(cursor, "DELETE FROM room_archive WHERE room_id = ?", (room_id,))
+            return []
+        self._exec(
+            cursor,
+            "UPDATE rooms SET roomname = ?, subject = ?, version = ? WHERE room_id = ? AND version = ?",
+            (room.name, room.subject, room.version, room_id, expected),
+        )
+        if cursor.rowcount != 1:
+            raise VersionConflict(room_id)
+        self._write_affiliations(cursor, room)
+        return [self._append(cursor, room_id, item, now) for item in archive]
+
+    async def update_room(
+        self, room_id: str, expected_version: str, room: Room | None, archive: list[NewArchiveItem]
+    ) -> list[ArchivedItem]:
+        return await self._run(self._update, room_id, expected_version, room, archive)
+
+    # -- archive
+
+    def _archive_message(self, cursor: Any, room_id: str, item: NewArchiveItem) -> ArchivedItem | None:
+        if self._exec(cursor, "SELECT 1 FROM rooms WHERE room_id = ?", (room_id,)).fetchone() is None:
+            return None
+        return self._append(cursor, room_id, item, _now_ms())
+
+    async def archive_message(self, room_id: str, item: NewArchiveItem) -> ArchivedItem | None:
+        return await self._run(self._archive_message, room_id, item)
+
+    def _query(self, cursor: Any, room_id: str, query: ArchiveQuery) -> ArchivePage:
+        where = ["room_id = ?"]
+        args: list[Any] = [room_id]
+        if query.start is not None:
+            where.append("timestamp_ms >= ?")
+            args.append(query.start)
+        if query.end is not None:
+            where.append("timestamp_ms <= ?")
+            args.append(query.end)
+        if query.sender is not None:
+            where.append("sender = ?")
+            args.append(query.sender)
+        filters = " AND ".join(where)
+        count = self._exec(cursor, f"SELECT COUNT(*) FROM room_archive WHERE {filters}", tuple(args)).fetchone()[0]
+        paging, paging_args = [], []
+        if query.after_id is not None:
+            paging.append("archive_id > ?")
+            paging_args.append(int(query.after_id))
+        if query.before_id is not None:
+            paging.append("archive_id < ?")
+            paging_args.append(int(query.before_id))
+        clause = " AND ".join([filters, *paging])
+        order = "DESC" if query.from_end or (query.before_id is not None and query.after_id is None) else "ASC"
+        rows = self._exec(
+            cursor,
+            "SELECT archive_id, timestamp_ms, stanza_id, kind, sender, xml FROM room_archive "
+            f"WHERE {clause} ORDER BY archive_id {order} LIMIT ?",
+            (*args, *paging_args, query.limit + 1),
+        ).fetchall()
+        complete = len(rows) <= query.limit
+        rows = rows[: query.limit]
+        if order == "DESC":
+            rows.reverse()
+        items = [ArchivedItem(str(row[0]), row[1], row[2], row[3], row[4], row[5]) for row in rows]
+        return ArchivePage(items, complete, count)
+
+    async def query_archive(self, room_id: str, query: ArchiveQuery) -> ArchivePage:
+        for archive_id in (query.after_id, query.before_id):
+            if archive_id is not None and not is_archive_id(archive_id):
+                raise StoreError("not an archive id")
+        return await self._run(self._query, room_id, query)
+
+    # -- blocking
+
+    def _blocking_list(self, cursor: Any, user: str) -> list[tuple[str, str]]:
+        rows = self._exec(
+            cursor, "SELECT kind, target FROM blocking WHERE user_jid = ? ORDER BY kind, target", (user,)
+        ).fetchall()
+        return [(kind, target) for kind, target in rows]
+
+    async def blocking_list(self, user: str) -> list[tuple[str, str]]:
+        return await self._run(self._blocking_list, user)
+
+    def _set_blocking(self, cursor: Any, user: str, changes: list[tuple[str, str, bool]]) -> None:
+        for kind, target, deny in changes:
+            self._exec(
+                cursor, "DELETE FROM blocking WHERE user_jid = ? AND kind = ? AND target = ?", (user, kind, target)
+            )
+            if deny:
+                self._exec(
+                    cursor, "INSERT INTO blocking (user_jid, kind, target) VALUES (?, ?, ?)", (user, kind, target)
+                )
+
+    async def set_blocking(self, user: str, changes: list[tuple[str, str, bool]]) -> None:
+        await self._run(self._set_blocking, user, changes)
+
+    def _blocking(self, cursor: Any, users: list[str], room_jid: str, by: str) -> set[str]:
+        found: set[str] = set()
+        for user in users:
+            row = self._exec(
+                cursor,
+                "SELECT 1 FROM blocking WHERE user_jid = ? AND "
+                "((kind = 'room' AND target = ?) OR (kind = 'user' AND target = ?))",
+                (user, room_jid, by),
+            ).fetchone()
+            if row is not None:
+                found.add(user)
+        return found
+
+    async def blocking(self, users: list[str], room_jid: str, by: str) -> set[str]:
+        if not users:
+            return set()
+        return await self._run(self._blocking, users, room_jid, by)
+
+
+def is_archive_id(text: str) -> bool:
+    """Whether ``text`` can be an archive id of this store (a decimal row number)."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
+def _sqlite_setup(connection: Any) -> None:
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA busy_timeout=5000")

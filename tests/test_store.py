@@ -1,0 +1,148 @@
+"""The MUC Light store on SQLite, and on PostgreSQL when a server is available: the same
+tests, the same schema."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+
+from twisted.internet import reactor
+from twisted.trial import unittest
+
+from bridge.store import (
+    ArchiveQuery,
+    NewArchiveItem,
+    Room,
+    RoomExists,
+    Store,
+    StoreError,
+    VersionConflict,
+    open_store,
+)
+from harness.postgres import fresh_database, postgres_url
+
+
+def item(text: str, sender: str | None = "a@x") -> NewArchiveItem:
+    return NewArchiveItem(
+        secrets.token_hex(4), "message" if sender else "affiliation", sender, f"<message>{text}</message>"
+    )
+
+
+class StoreTests:
+    """Mixed into a TestCase that provides ``url()``."""
+
+    def url(self) -> str:
+        raise NotImplementedError
+
+    async def open(self) -> Store:
+        store = open_store(self.url(), reactor)
+        await store.start()
+        self.addCleanup(store.close)  # type: ignore[attr-defined]
+        return store
+
+    async def test_room_round_trip_and_conflicts(self) -> None:
+        """A room is stored with its occupants in order; a second create and a stale update are refused."""
+        store = await self.open()
+        room = Room("r1", "Name <&>", "", "v1", (("a@x", "owner"), ("b@x", "member")))
+        created = await store.create_room(room, item("created", None))
+        self.assertEqual(len(created), 1)
+        self.assertEqual(await store.get_room("r1"), room)
+        self.assertIsNone(await store.get_room("nope"))
+        with self.assertRaises(RoomExists):  # type: ignore[attr-defined]
+            await store.create_room(room, None)
+        changed = Room("r1", "New", "s", "v2", (("b@x", "owner"),))
+        await store.update_room("r1", "v1", changed, [item("left", None)])
+        self.assertEqual(await store.get_room("r1"), changed)
+        with self.assertRaises(VersionConflict):  # type: ignore[attr-defined]
+            await store.update_room("r1", "v1", room, [])
+        self.assertEqual([r.room_id for r in await store.user_rooms("b@x")], ["r1"])
+        self.assertEqual(await store.user_rooms("a@x"), [])
+
+    async def test_destroy_removes_room_and_archive(self) -> None:
+        """Destroying a room drops its occupants and archive; a new room of that id starts empty."""
+        store = await self.open()
+        await store.create_room(Room("r2", "n", "", "v1", (("a@x", "owner"),)), item("created", None))
+        await store.archive_message("r2", item("hello"))
+        await store.update_room("r2", "v1", None, [])
+        self.assertIsNone(await store.get_room("r2"))
+        self.assertIsNone(await store.archive_message("r2", item("late")))
+        await store.create_room(Room("r2", "n", "", "v9", (("c@x", "owner"),)), None)
+        page = await store.query_archive("r2", ArchiveQuery())
+        self.assertEqual(page.items, [])
+
+    async def test_archive_paging_and_filters(self) -> None:
+        """Archive ids grow, pages go forward and back, and time and sender filters apply."""
+        store = await self.open()
+        await store.create_room(Room("r3", "n", "", "v1", (("a@x", "owner"),)), None)
+        stored = [await store.archive_message("r3", item(str(n), "a@x" if n % 2 else "b@x")) for n in range(5)]
+        ids = [int(s.archive_id) for s in stored if s is not None]
+        self.assertEqual(ids, sorted(set(ids)))
+        last = await store.query_archive("r3", ArchiveQuery(from_end=True, limit=2))
+        self.assertEqual([i.xml for i in last.items], ["<message>3</message>", "<message>4</message>"])
+        self.assertEqual((last.complete, last.count), (False, 5))
+        before = await store.query_archive("r3", ArchiveQuery(before_id=last.items[0].archive_id, limit=10))
+        self.assertEqual(len(before.items), 3)
+        self.assertTrue(before.complete)
+        after = await store.query_archive("r3", ArchiveQuery(after_id=stored[3].archive_id))  # type: ignore[union-attr]
+        self.assertEqual([i.xml for i in after.items], ["<message>4</message>"])
+        by_b = await store.query_archive("r3", ArchiveQuery(sender="b@x"))
+        self.assertEqual(len(by_b.items), 3)
+        timestamp = stored[0].timestamp  # type: ignore[union-attr]
+        self.assertEqual((await store.query_archive("r3", ArchiveQuery(end=timestamp - 1))).items, [])
+        self.assertEqual(len((await store.query_archive("r3", ArchiveQuery(start=timestamp))).items), 5)
+        with self.assertRaises(StoreError):  # type: ignore[attr-defined]
+            await store.query_archive("r3", ArchiveQuery(after_id="1 OR 1=1"))
+
+    async def test_blocking_lists(self) -> None:
+        """Deny items are listed, allow removes them, and blockers of a room or inviter are found."""
+        store = await self.open()
+        await store.set_blocking("c@x", [("room", "r@m", True), ("user", "a@x", True), ("user", "z@x", False)])
+        self.assertEqual(await store.blocking_list("c@x"), [("room", "r@m"), ("user", "a@x")])
+        self.assertEqual(await store.blocking(["c@x", "d@x"], "other@m", "a@x"), {"c@x"})
+        self.assertEqual(await store.blocking(["c@x"], "r@m", "b@x"), {"c@x"})
+        await store.set_blocking("c@x", [("user", "a@x", False)])
+        self.assertEqual(await store.blocking(["c@x"], "other@m", "a@x"), set())
+
+    async def test_reopen_keeps_data_and_schema(self) -> None:
+        """Closing and reopening migrates nothing twice and keeps what was committed."""
+        store = await self.open()
+        await store.create_room(Room("r4", "kept", "", "v1", (("a@x", "owner"),)), None)
+        await store.close()
+        again = await self.open()
+        self.assertEqual((await again.get_room("r4")).name, "kept")  # type: ignore[union-attr]
+
+
+class SqliteStoreTests(StoreTests, unittest.TestCase):
+    def url(self) -> str:
+        if not hasattr(self, "_path"):
+            self._path = self.mktemp() + "/store.sqlite3"
+        return "sqlite://" + self._path
+
+    async def test_schema_version_recorded(self) -> None:
+        """The SQLite file records the schema version it was migrated to."""
+        await self.open()
+        connection = sqlite3.connect(self._path)
+        self.assertEqual(connection.execute("SELECT MAX(version) FROM schema_version").fetchone()[0], 1)
+        connection.close()
+
+    def test_bad_url(self) -> None:
+        """A storage URL of another kind is refused."""
+        with self.assertRaises(StoreError):
+            open_store("mysql://x", reactor)
+
+
+class PostgresStoreTests(StoreTests, unittest.TestCase):
+    def setUp(self) -> None:
+        server = postgres_url()
+        if server is None:
+            raise unittest.SkipTest(
+                "no PostgreSQL server (install Debian's postgresql, or set BRIDGE_TEST_POSTGRES_URL)"
+            )
+        try:
+            import psycopg2  # noqa: F401
+        except ImportError:
+            raise unittest.SkipTest("psycopg2 is not installed") from None
+        self._url = fresh_database(server, "bridge_test_" + secrets.token_hex(4))
+
+    def url(self) -> str:
+        return self._url
