@@ -1,0 +1,475 @@
+"""Live events, unit by unit: stanza classification, replay buffer, stream writing, tokens, config."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial import unittest
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
+
+from bridge.api.errors import BadRequest
+from bridge.api.site import BridgeSite
+from bridge.api.sse import CLOSE_GRACE, EventStream, format_event, parse_event_id
+from bridge.api.tokens import MAX_TOKENS_PER_USER, StreamTokens
+from bridge.config import ConfigError, SseConfig, parse_config
+from bridge.xmpp.errors import ServerUnavailable
+from bridge.xmpp.events import Event, UserEvents, incoming_event
+from bridge.xmpp.pool import SessionPool
+
+OWN = "alice@localhost"
+ROOMS = "muclight.localhost"
+NOW = 1_700_000_000_000
+
+
+def message(sender: str | None, to: str = OWN, kind: str | None = "chat", body: str | None = "hi") -> domish.Element:
+    element = domish.Element(("jabber:client", "message"))
+    if sender is not None:
+        element["from"] = sender
+    element["to"] = to
+    if kind is not None:
+        element["type"] = kind
+    element["id"] = "m1"
+    if body is not None:
+        element.addElement("body", content=body)
+    return element
+
+
+def carbon(direction: str, outer_from: str, inner: domish.Element) -> domish.Element:
+    outer = message(outer_from, to=f"{OWN}/rest-1", body=None)
+    forwarded = outer.addElement(("urn:xmpp:carbons:2", direction)).addElement(("urn:xmpp:forward:0", "forwarded"))
+    forwarded.addChild(inner)
+    return outer
+
+
+class ClassificationTests(unittest.TestCase):
+    def event(self, stanza: domish.Element) -> tuple[str, dict[str, Any]] | None:
+        return incoming_event(stanza, OWN, ROOMS, NOW)
+
+    def test_chat_message_is_a_message_event(self) -> None:
+        """A chat message with a body becomes a `message` event with the API's JSON."""
+        found = self.event(message("bob@localhost/phone"))
+        self.assertEqual(
+            found, ("message", {"id": "m1", "from": "bob@localhost", "to": OWN, "timestamp": NOW, "body": "hi"})
+        )
+
+    def test_normal_and_untyped_messages_count_as_chat(self) -> None:
+        """Messages of type normal, or without a type, are one-to-one messages too."""
+        for kind in ("normal", None):
+            found = self.event(message("bob@localhost", kind=kind))
+            self.assertEqual(found and found[0], "message")
+
+    def test_delayed_message_keeps_its_delay_stamp(self) -> None:
+        """An offline message's XEP-0203 delay stamp is its timestamp."""
+        stanza = message("bob@localhost")
+        stanza.addElement(("urn:xmpp:delay", "delay"))["stamp"] = "2018-07-11T17:10:49.949Z"
+        found = self.event(stanza)
+        assert found is not None
+        self.assertEqual(found[1]["timestamp"], 1531329049949)
+
+    def test_messages_without_content_are_ignored(self) -> None:
+        """Chat states alone, empty bodies, errors, headlines and MAM results are no events."""
+        state = message("bob@localhost", body=None)
+        state.addElement(("http://jabber.org/protocol/chatstates", "composing"))
+        privilege = message("localhost", body=None)
+        privilege.addElement(("urn:xmpp:privilege:2", "privilege"))
+        result = message(OWN, body=None)
+        result.addElement(("urn:xmpp:mam:2", "result"))["id"] = "r1"
+        cases = [
+            state,
+            privilege,
+            result,
+            message("bob@localhost", body=""),
+            message("bob@localhost", kind="error"),
+            message("bob@localhost", kind="headline"),
+        ]
+        for stanza in cases:
+            self.assertIsNone(self.event(stanza), stanza.toXml())
+
+    def test_chat_marker_alone_is_an_event(self) -> None:
+        """A bodiless XEP-0333 marker is exposed, since the API's JSON carries chat_marker."""
+        stanza = message("bob@localhost", body=None)
+        stanza.addElement(("urn:xmpp:chat-markers:0", "displayed"))["id"] = "m0"
+        found = self.event(stanza)
+        assert found is not None
+        self.assertEqual(found[1]["chat_marker"], {"type": "displayed", "id": "m0"})
+
+    def test_received_and_sent_carbons_are_unwrapped_and_marked(self) -> None:
+        """Carbons from the user's bare JID are unwrapped and marked received or sent."""
+        received = self.event(carbon("received", OWN, message("bob@localhost/pc", to=f"{OWN}/phone")))
+        assert received is not None
+        self.assertEqual(
+            (received[1]["from"], received[1]["to"], received[1]["carbon"]), ("bob@localhost", OWN, "received")
+        )
+        sent = self.event(carbon("sent", OWN, message(f"{OWN}/phone", to="bob@localhost")))
+        assert sent is not None
+        self.assertEqual((sent[1]["from"], sent[1]["to"], sent[1]["carbon"]), (OWN, "bob@localhost", "sent"))
+
+    def test_forged_or_malformed_carbons_are_dropped(self) -> None:
+        """Carbons not from the user's own bare JID, or that do not concern the user, are dropped."""
+        genuine_inner = message("bob@localhost/pc", to=f"{OWN}/phone")
+        cases = [
+            carbon("received", "mallory@localhost", genuine_inner),
+            carbon("received", f"{OWN}/other", message("bob@localhost/pc", to=f"{OWN}/phone")),
+            carbon("received", "localhost", message("bob@localhost/pc", to=f"{OWN}/phone")),
+            carbon("received", "a..b@@", message("bob@localhost/pc", to=f"{OWN}/phone")),
+            carbon("received", OWN, message("bob@localhost/pc", to="carol@localhost")),
+            carbon("sent", OWN, message("bob@localhost/pc", to=OWN)),
+            carbon("received", OWN, message("bob@localhost/pc", to=f"{OWN}/phone", kind="groupchat")),
+        ]
+        missing = message(OWN, to=f"{OWN}/rest-1", body="outer")
+        missing.addElement(("urn:xmpp:carbons:2", "received"))
+        cases.append(missing)
+        for stanza in cases:
+            self.assertIsNone(self.event(stanza), stanza.toXml())
+        forged_without_from = carbon("received", OWN, message("bob@localhost", to=f"{OWN}/phone"))
+        del forged_without_from.attributes["from"]
+        self.assertIsNone(self.event(forged_without_from))
+
+    def test_room_broadcast_and_affiliation_notice(self) -> None:
+        """Groupchat from a MUC Light room is `room.message`: a broadcast, or an affiliation notice."""
+        room = f"room1@{ROOMS}"
+        broadcast = self.event(message(f"{room}/bob@localhost", to=f"{OWN}/rest-1", kind="groupchat"))
+        self.assertEqual(
+            broadcast,
+            (
+                "room.message",
+                {"id": "m1", "from": "bob@localhost", "timestamp": NOW, "body": "hi", "type": "message", "room": room},
+            ),
+        )
+        notice = message(room, to=f"{OWN}/rest-1", kind="groupchat", body="")
+        notice.addElement(("urn:xmpp:muclight:0#affiliations", "x")).addElement("user", content=OWN)["affiliation"] = (
+            "owner"
+        )
+        found = self.event(notice)
+        assert found is not None
+        self.assertEqual(found[0], "room.message")
+        self.assertEqual((found[1]["type"], found[1]["user"], found[1]["affiliation"]), ("affiliation", OWN, "owner"))
+
+    def test_groupchat_from_elsewhere_is_ignored(self) -> None:
+        """Groupchat not from a room of the configured service, or malformed, is no event."""
+        for sender in ("room@conference.localhost/x", ROOMS, f"{ROOMS}/x", "bad..jid@", None):
+            self.assertIsNone(self.event(message(sender, kind="groupchat")), sender)
+        bare_room_body = message(f"room1@{ROOMS}", kind="groupchat")
+        self.assertIsNone(self.event(bare_room_body))
+
+
+class ReplayBufferTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_000)
+        self.events = UserEvents(self.clock, SseConfig(replay_events=3, replay_seconds=60, replay_bytes=10_000))
+        self.events.begin(object())  # type: ignore[arg-type]
+
+    def add(self, n: int) -> list[int]:
+        ids = []
+        for i in range(n):
+            self.events.add("message", {"body": str(i)})
+            ids.append(self.events.last_id)
+        return ids
+
+    def test_ids_increase_and_start_from_the_wall_clock(self) -> None:
+        """Ids are increasing integers no smaller than the clock in microseconds."""
+        ids = self.add(3)
+        self.assertEqual(ids, sorted(set(ids)))
+        self.assertGreaterEqual(ids[0], 1_000 * 1_000_000)
+
+    def test_replay_within_the_window(self) -> None:
+        """Everything after a recent id is returned, in order; the newest id gives nothing."""
+        first, second, third = self.add(3)
+        replay = self.events.since(first)
+        assert replay is not None
+        self.assertEqual([event.id for event in replay], [second, third])
+        self.assertEqual(self.events.since(third), [])
+
+    def test_ids_outside_the_window(self) -> None:
+        """Evicted, unknown, future and pre-session ids cannot be resumed."""
+        before = self.events.last_id
+        ids = self.add(5)
+        self.assertIsNone(self.events.since(before))
+        self.assertIsNone(self.events.since(ids[0]))
+        self.assertIsNotNone(self.events.since(ids[1]))
+        self.assertIsNone(self.events.since(ids[-1] + 1))
+        self.assertIsNone(self.events.since(0))
+
+    def test_age_and_size_limits(self) -> None:
+        """Events older than replay_seconds, or beyond replay_bytes, leave the window."""
+        first, _ = self.add(2)
+        self.clock.advance(61)
+        self.assertIsNone(self.events.since(first))
+        big = UserEvents(self.clock, SseConfig(replay_events=100, replay_bytes=500))
+        big.begin(object())  # type: ignore[arg-type]
+        start = big.last_id
+        for _ in range(5):
+            big.add("message", {"body": "x" * 200})
+        self.assertIsNone(big.since(start))
+
+    def test_a_new_session_starts_a_new_window(self) -> None:
+        """After the user's session changed, nothing from before can be resumed."""
+        (last,) = self.add(1)
+        self.events.begin(object())  # type: ignore[arg-type]
+        self.assertIsNone(self.events.since(last))
+        self.assertEqual(self.events.since(self.events.last_id), [])
+
+    def test_no_replay_when_disabled(self) -> None:
+        """replay_events = 0 keeps nothing: any earlier id gets a reset."""
+        none = UserEvents(self.clock, SseConfig(replay_events=0))
+        none.begin(object())  # type: ignore[arg-type]
+        start = none.last_id
+        none.add("message", {})
+        self.assertIsNone(none.since(start))
+
+    def test_every_stream_gets_each_event(self) -> None:
+        """Events go to every open stream of the user."""
+        got: list[list[Event]] = [[], []]
+
+        class Stream:
+            def __init__(self, into: list[Event]) -> None:
+                self.deliver = into.append
+
+        for into in got:
+            self.events.streams[Stream(into)] = (object(), lambda: None)  # type: ignore[index]
+        self.add(2)
+        self.assertEqual([[e.data for e in each] for each in got], [['{"body":"0"}', '{"body":"1"}']] * 2)
+
+
+class WireFormatTests(unittest.TestCase):
+    def test_event_and_position_lines(self) -> None:
+        """An event has id, event and one data line; a position only an id."""
+        self.assertEqual(
+            format_event(Event(7, "message", '{"body":"a\\nb"}', 0)),
+            b'id: 7\nevent: message\ndata: {"body":"a\\nb"}\n\n',
+        )
+        self.assertEqual(format_event(Event(8, "", "", 0)), b"id: 8\n\n")
+
+    def test_last_event_id_parsing(self) -> None:
+        """Absent or empty ids are None; digits are ids; anything else is a 400."""
+        self.assertIsNone(parse_event_id(None))
+        self.assertIsNone(parse_event_id(""))
+        self.assertEqual(parse_event_id(" 123 "), 123)
+        for bad in ("abc", "-1", "1.5", "1" * 20, "\uff11", "1\x00", "<1>"):
+            self.assertRaises(BadRequest, parse_event_id, bad)
+
+
+class StreamResource(Resource):
+    isLeaf = True
+
+    def __init__(self, clock: Clock, config: SseConfig) -> None:
+        super().__init__()
+        self._clock = clock
+        self._config = config
+        self.stream: EventStream | None = None
+
+    def render_GET(self, request: Any) -> Any:
+        self.stream = EventStream(request, self._clock, self._config, OWN)
+        self.stream.start()
+        return NOT_DONE_YET
+
+
+class EventStreamTests(unittest.TestCase):
+    """An EventStream on the bridge's real Site and HTTP channel, over an in-memory transport."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.resource = StreamResource(self.clock, SseConfig(keepalive=15, max_queued_bytes=1000))
+        site = BridgeSite(self.resource, max_body=1000, idle_timeout=60, clock=self.clock)
+        self.channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        self.transport = StringTransport()
+        self.channel.makeConnection(self.transport)
+        self.channel.dataReceived(b"GET /api/sse HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert self.resource.stream is not None
+        self.stream = self.resource.stream
+
+    def event(self, n: int, size: int = 10) -> Event:
+        return Event(n, "message", json.dumps({"body": "x" * size}), 0)
+
+    def test_headers_and_immediate_writes(self) -> None:
+        """The response is text/event-stream, uncached, unbuffered, and events are written at once."""
+        self.stream.deliver(self.event(1))
+        written = self.transport.value()
+        head = written.split(b"\r\n\r\n")[0].lower()
+        self.assertIn(b"content-type: text/event-stream", head)
+        self.assertIn(b"cache-control: no-cache", head)
+        self.assertIn(b"x-accel-buffering: no", head)
+        self.assertIn(b"id: 1\nevent: message\n", written)
+
+    def test_an_idle_stream_lives_an_hour_on_keepalives(self) -> None:
+        """An hour without events: a comment every 15 s, and the connection stays open."""
+        self.transport.clear()
+        for _ in range(240):
+            self.clock.advance(15)
+        self.assertEqual(self.transport.value().count(b": keep-alive\n\n"), 240)
+        self.assertFalse(self.transport.disconnecting)
+        self.stream.deliver(self.event(2))
+        self.assertIn(b"id: 2\n", self.transport.value())
+
+    def test_paused_stream_queues_then_flushes_in_order(self) -> None:
+        """While the transport is full, events queue; on resume they are written in order."""
+        self.transport.producer.pauseProducing()  # what the transport does when its buffer fills
+        self.transport.clear()
+        self.stream.deliver(self.event(1))
+        self.stream.deliver(self.event(2))
+        self.clock.advance(15)  # no keep-alive into a full buffer
+        self.assertEqual(self.transport.value(), b"")
+        self.assertEqual(self.stream.queued, 2 * len(format_event(self.event(1))))
+        self.transport.producer.resumeProducing()
+        written = self.transport.value()
+        self.assertLess(written.index(b"id: 1\n"), written.index(b"id: 2\n"))
+        self.assertEqual(self.stream.queued, 0)
+
+    def test_client_not_reading_is_cut_off_past_the_limit(self) -> None:
+        """Past max_queued_bytes the connection is aborted and the queue dropped."""
+        self.transport.producer.pauseProducing()
+        self.stream.deliver(self.event(1, size=500))
+        self.assertFalse(self.stream.cut_off)
+        self.stream.deliver(self.event(2, size=500))
+        self.assertTrue(self.stream.cut_off)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.stream.queued, 0)
+        self.stream.deliver(self.event(3, size=500))
+        self.assertEqual(self.stream.queued, 0)
+
+    def test_end_writes_a_final_event_and_closes(self) -> None:
+        """Ending a stream sends `close` with the reason, finishes the response and closes."""
+        ended: list[None] = []
+        self.stream.ended.addCallback(ended.append)
+        closed = self.stream.end("shutdown")
+        written = self.transport.value()
+        self.assertIn(b'event: close\ndata: {"reason": "shutdown"}\n\n', written)
+        self.assertTrue(written.endswith(b"0\r\n\r\n"))  # the chunked response is complete
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(ended, [None])
+        self.assertFalse(closed.called)  # until the connection has closed
+        self.transport.disconnected = True
+        self.clock.advance(0.1)
+        self.assertTrue(closed.called)
+        self.clock.advance(60)
+        self.assertNotIn(b"keep-alive", self.transport.value())
+
+    def test_end_aborts_a_connection_that_does_not_close(self) -> None:
+        """A connection that has not closed within the grace period is aborted, and end() fires."""
+        closed = self.stream.end("shutdown")
+        self.clock.advance(CLOSE_GRACE + 0.1)
+        self.assertTrue(closed.called)
+
+    def test_end_of_a_stalled_stream_aborts_at_once(self) -> None:
+        """A stream whose client is not reading is aborted instead of waiting to flush."""
+        self.transport.producer.pauseProducing()
+        self.stream.deliver(self.event(1))
+        self.stream.end("shutdown")
+        self.assertTrue(self.stream.cut_off)
+        self.assertNotIn(b"event: close", self.transport.value())
+
+    def test_client_going_away_stops_keepalives(self) -> None:
+        """Once the connection is lost nothing more is written and no timer is left."""
+        self.channel.connectionLost(Exception("gone"))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class FakeSession:
+    def __init__(self, jid: str = OWN) -> None:
+        self.jid = JID(jid)
+        self.alive = True
+        self.holds = 0
+        self.last_used = 0.0
+        self.ended: defer.Deferred[None] = defer.Deferred()
+
+    def end(self) -> None:
+        self.alive = False
+        self.ended.callback(None)
+
+
+class TokenTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.pool = SessionPool(self.clock, None, idle_timeout=100)  # type: ignore[arg-type]
+        self.tokens = StreamTokens(self.clock, self.pool, lifetime=60)
+        self.tokens.startService()
+        self.session = FakeSession()
+
+    def issue(self) -> str:
+        return self.tokens.issue(self.session)  # type: ignore[arg-type]
+
+    def test_token_maps_to_its_session_and_holds_it(self) -> None:
+        """A fresh token gives its session back and holds it open."""
+        token = self.issue()
+        self.assertGreaterEqual(len(token), 40)
+        self.assertIs(self.tokens.session_for(token), self.session)
+        self.assertEqual(self.session.holds, 1)
+        self.assertNotEqual(self.issue(), token)
+
+    def test_wrong_tokens_give_nothing(self) -> None:
+        """Unknown, altered, empty and oversized tokens give no session."""
+        token = self.issue()
+        for wrong in ("", "x", token[:-1], token + "A", token.upper(), "A" * 10_000, "\x00"):
+            self.assertIsNone(self.tokens.session_for(wrong), wrong)
+
+    def test_token_expires_and_releases_the_session(self) -> None:
+        """After its lifetime a token is refused and its hold released."""
+        token = self.issue()
+        self.clock.advance(59.9)
+        self.assertIsNotNone(self.tokens.session_for(token))
+        self.clock.advance(0.1)
+        self.assertIsNone(self.tokens.session_for(token))
+        self.assertEqual(self.session.holds, 0)
+        self.assertEqual(len(self.tokens), 0)
+
+    def test_token_of_an_ended_session_is_refused(self) -> None:
+        """When the session ends, its tokens are retired at once."""
+        token = self.issue()
+        self.session.end()
+        self.assertIsNone(self.tokens.session_for(token))
+        self.assertEqual(len(self.tokens), 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_tokens_per_user_are_capped(self) -> None:
+        """Issuing past the per-user cap retires the oldest tokens."""
+        first = self.issue()
+        for _ in range(MAX_TOKENS_PER_USER):
+            self.issue()
+        self.assertIsNone(self.tokens.session_for(first))
+        self.assertEqual(len(self.tokens), MAX_TOKENS_PER_USER)
+        self.assertEqual(self.session.holds, MAX_TOKENS_PER_USER)
+
+    def test_stop_retires_every_token(self) -> None:
+        """Stopping the service releases every hold and leaves no timer."""
+        self.issue()
+        self.tokens.stopService()
+        self.assertEqual((len(self.tokens), self.session.holds), (0, 0))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertRaises(ServerUnavailable, self.issue)
+
+
+class SseConfigTests(unittest.TestCase):
+    def test_defaults_and_values(self) -> None:
+        """The [sse] section has documented defaults and accepts integers for seconds."""
+        self.assertEqual(parse_config("").sse, SseConfig())
+        config = parse_config("[sse]\nkeepalive = 5\npriority = -1\nreplay_events = 0\n").sse
+        self.assertEqual((config.keepalive, config.priority, config.replay_events), (5.0, -1, 0))
+
+    def test_bad_values_name_the_key(self) -> None:
+        """Each bad value is refused with the key's path."""
+        cases = {
+            "keepalive = 0": "sse.keepalive",
+            "keepalive = inf": "sse.keepalive",
+            "keepalive = nan": "sse.keepalive",
+            "max_queued_bytes = -1": "sse.max_queued_bytes",
+            "replay_events = -1": "sse.replay_events",
+            "replay_seconds = 0": "sse.replay_seconds",
+            "replay_bytes = 0": "sse.replay_bytes",
+            "token_lifetime = 1.5": "sse.token_lifetime",
+            "priority = 128": "sse.priority",
+            "priority = true": "sse.priority",
+            "colour = 1": "sse.colour",
+        }
+        for line, key in cases.items():
+            with self.assertRaises(ConfigError) as raised:
+                parse_config(f"[sse]\n{line}\n")
+            self.assertTrue(str(raised.exception).startswith(key + ":"), (line, str(raised.exception)))
