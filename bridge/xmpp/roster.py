@@ -1,0 +1,372 @@
+"""RFC 6121 roster management (section 2) and presence subscriptions (section 3).
+
+``RosterClient`` is the user's contact list as their session sees it: fetched once with a
+roster get, then kept current by the server's roster pushes (each acknowledged, and
+accepted only from the user's own bare JID or without ``from``, as RFC 6121 2.1.6
+requires). Nothing outlives the session: a new session fetches the roster again.
+
+MongooseIM's REST API reported ``ask`` as none/out/in/both. ``out`` is the roster item's
+``ask='subscribe'``. ``in`` is a contact's subscription request still waiting for an
+answer, which RFC 6121 does not put in the roster: the server only delivers it as a
+``<presence type='subscribe'/>``, live to *available* resources, and stored ones again
+when a resource sends *initial presence* (RFC 6121 3.1.3). A session that only serves
+REST calls stays unavailable (``bridge.xmpp.presence``), so it would never learn them.
+
+What was tried on Prosody 0.12 (the harness server), and why this module does what it does:
+
+* A roster get, or presence addressed to the user's domain or a contact, reports nothing
+  pending. Presence addressed to the user's own bare JID is treated as presence without
+  ``to``: it *is* initial presence, with everything that follows.
+* Initial presence with a negative priority makes the server re-send every stored request,
+  and later requests arrive live. A negative priority keeps the server from routing
+  bare-JID messages to the session (RFC 6121 8.5.2.1.1) and, on Prosody, from flushing
+  the user's offline messages to it: the user's phone still gets them.
+* There is no way to learn pending requests without initial presence, and no core way on
+  Prosody to make that presence invisible (XEP-0016 privacy lists, which could, are not in
+  Prosody 0.12's core; XEP-0186 is not implemented by it either). Contacts who see the
+  user's presence (subscription ``from``/``both``) see a resource ``rest-...`` with
+  priority -1 come online.
+* Going available and at once unavailable again for each request would show that to
+  every such contact twice per request, and would miss requests arriving in between.
+
+So the least visible correct approach is: the session goes available with priority -1
+once, on the first contacts request that needs incoming requests (listing, accepting or
+removing a contact), and stays so until it closes (its contacts see one available and one
+unavailable presence per session, not per request). Sessions that never touch contacts
+stay invisible. A session that is already available (a live event stream) is not
+announced again. The handler is attached when a session opens (``watch``), before any
+presence is sent, so it also sees the requests re-sent when another part of the bridge
+makes the session available.
+
+Limits: if another of the user's clients *declines* a request (``unsubscribed``), Prosody
+sends no roster push, so this session keeps reporting ``ask: in`` for it until the
+session ends. Declining it here (removing the contact) sends ``unsubscribed`` first, so
+the server drops the stored request too (Prosody would keep it across a roster remove).
+
+ejabberd 23.01 differs: it re-sends stored requests only on initial presence with a
+priority of 0 or more, which would also hand the session the user's offline messages, so
+the bridge does not do that. There, ``ask: in`` shows the requests that arrive while a
+session is available (after its first contacts request), not older ones, and a contact
+withdrawing its request (``unsubscribe``) is not told to the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from twisted.logger import Logger
+from twisted.words.protocols.jabber.error import StanzaError
+from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
+from wokkel.subprotocols import XMPPHandler
+
+from bridge.convert import bare, child
+from bridge.xmpp.presence import presence
+from bridge.xmpp.session import Session
+
+NS_ROSTER = "jabber:iq:roster"
+ROSTER_PUSH = f"/iq[@type='set']/query[@xmlns='{NS_ROSTER}']"
+SUBSCRIBE = "/presence[@type='subscribe']"
+UNSUBSCRIBE = "/presence[@type='unsubscribe']"
+
+SUBSCRIPTIONS = ("none", "to", "from", "both")
+# The priority of a REST session that had to become available: never a target of
+# bare-JID messages, never handed the user's offline messages.
+HIDDEN_PRIORITY = -1
+
+log = Logger()
+
+
+@dataclass(frozen=True)
+class RosterItem:
+    """One RFC 6121 roster item, as the server last reported it."""
+
+    jid: str  # bare, normalised
+    subscription: str = "none"
+    ask_out: bool = False
+    name: str | None = None
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Contact:
+    """A contact as the REST API shows it: a roster item, or only a pending request."""
+
+    jid: str
+    subscription: str
+    ask: str
+    name: str | None = None
+    groups: tuple[str, ...] = ()
+
+
+def ask_state(outgoing: bool, incoming: bool) -> str:
+    """MongooseIM's ``ask``: which subscription requests are waiting for an answer."""
+    if outgoing and incoming:
+        return "both"
+    if outgoing:
+        return "out"
+    if incoming:
+        return "in"
+    return "none"
+
+
+def contact_view(item: RosterItem | None, jid: str, incoming: bool) -> Contact:
+    """Combine a roster item (or none) with whether ``jid`` asked to subscribe."""
+    if item is None:
+        return Contact(jid, "none", ask_state(False, incoming))
+    # A contact that already has the user's presence cannot be waiting for it.
+    incoming = incoming and item.subscription in ("none", "to")
+    return Contact(jid, item.subscription, ask_state(item.ask_out, incoming), item.name, item.groups)
+
+
+def parse_item(element: domish.Element) -> RosterItem | None:
+    """A roster item, or None for ``subscription='remove'`` and items without a usable JID."""
+    jid = bare(element.getAttribute("jid"))
+    subscription = element.getAttribute("subscription") or "none"
+    if jid is None or subscription == "remove":
+        return None
+    if subscription not in SUBSCRIPTIONS:
+        subscription = "none"
+    # A set in RFC 6121 (and on the server): sorted, so every listing shows the same order.
+    groups = sorted({str(group) for group in element.elements(NS_ROSTER, "group")} - {""})
+    return RosterItem(
+        jid=jid,
+        subscription=subscription,
+        ask_out=element.getAttribute("ask") == "subscribe",
+        name=element.getAttribute("name") or None,
+        groups=tuple(groups),
+    )
+
+
+def parse_roster(result: domish.Element) -> dict[str, RosterItem]:
+    """The items of a roster get result, by bare JID."""
+    items: dict[str, RosterItem] = {}
+    for query in result.elements(NS_ROSTER, "query"):
+        for element in query.elements(NS_ROSTER, "item"):
+            item = parse_item(element)
+            if item is not None:
+                items[item.jid] = item
+    return items
+
+
+def roster_query() -> domish.Element:
+    return domish.Element((NS_ROSTER, "query"))
+
+
+def roster_set(jid: JID, name: str | None, groups: Iterable[str]) -> domish.Element:
+    """A roster set payload that adds or updates one item; callers validated every string."""
+    query = roster_query()
+    item = query.addElement("item")
+    item["jid"] = jid.userhost()
+    if name:
+        item["name"] = name
+    for group in groups:
+        item.addElement("group", content=group)
+    return query
+
+
+def roster_remove(jid: JID) -> domish.Element:
+    """A roster set payload that removes one item, cancelling both subscriptions (2.5)."""
+    query = roster_query()
+    item = query.addElement("item")
+    item["jid"] = jid.userhost()
+    item["subscription"] = "remove"
+    return query
+
+
+def subscription_presence(to: JID, presence_type: str) -> domish.Element:
+    """``subscribe``, ``subscribed``, ``unsubscribe`` or ``unsubscribed`` to a bare JID."""
+    element = domish.Element((None, "presence"))
+    element["to"] = to.userhost()
+    element["type"] = presence_type
+    return element
+
+
+class RosterClient(XMPPHandler):
+    """The user's roster and pending subscription requests on one session."""
+
+    parent: Session
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[str, RosterItem] = {}
+        self.incoming: set[str] = set()
+        self.loaded = False
+        # Whether this handler has seen every presence since before the session's initial
+        # presence (see the module docstring), and whether that presence was sent.
+        self.watching = False
+        self.revealed = False
+
+    def connectionInitialized(self) -> None:
+        self.watching = self.watching or not self.parent.available
+        self.xmlstream.addObserver(ROSTER_PUSH, self._on_push)
+        self.xmlstream.addObserver(SUBSCRIBE, self._on_subscribe)
+        self.xmlstream.addObserver(UNSUBSCRIBE, self._on_unsubscribe)
+
+    # Stanzas from the server.
+
+    def _own_bare(self) -> str:
+        assert self.parent.jid is not None
+        return self.parent.jid.userhost()
+
+    def _on_push(self, iq: domish.Element) -> None:
+        iq.handled = True  # type: ignore[attr-defined]  # xish's convention
+        sender = iq.getAttribute("from")
+        if sender and bare(sender) != self._own_bare():
+            # RFC 6121 2.1.6: a push from anyone else is an attack; answer, change nothing.
+            self._reply(iq, StanzaError("service-unavailable"))
+            return
+        query = child(iq, "query", NS_ROSTER)
+        items = [] if query is None else list(query.elements(NS_ROSTER, "item"))
+        if len(items) != 1:
+            self._reply(iq, StanzaError("bad-request"))
+            return
+        jid = bare(items[0].getAttribute("jid"))
+        if jid is not None:
+            item = parse_item(items[0])
+            if item is None:
+                self.items.pop(jid, None)
+            else:
+                self.items[jid] = item
+                if item.subscription in ("from", "both"):
+                    self.incoming.discard(jid)
+        self._reply(iq, None)
+
+    def _reply(self, iq: domish.Element, error: StanzaError | None) -> None:
+        if error is not None:
+            response = error.toResponse(iq)
+            response.attributes.pop("from", None)  # our own full JID: the server stamps it
+        else:
+            response = domish.Element((None, "iq"))
+            response["type"] = "result"
+            if iq.getAttribute("id"):
+                response["id"] = iq["id"]
+        if iq.getAttribute("from"):
+            response["to"] = iq["from"]
+        self.xmlstream.send(response)
+
+    def _contact_sender(self, stanza: domish.Element) -> str | None:
+        sender = bare(stanza.getAttribute("from"))
+        return None if sender is None or sender == self._own_bare() else sender
+
+    def _on_subscribe(self, stanza: domish.Element) -> None:
+        sender = self._contact_sender(stanza)
+        if sender is not None:
+            self.incoming.add(sender)
+
+    def _on_unsubscribe(self, stanza: domish.Element) -> None:
+        # The contact withdrew its request (or its subscription); the server forgot it.
+        sender = self._contact_sender(stanza)
+        if sender is not None:
+            self.incoming.discard(sender)
+
+    # Operations for the REST API.
+
+    async def refresh(self, incoming: bool = True) -> None:
+        """Bring the view up to date with everything the server processed before now.
+
+        The first call fetches the roster (which also subscribes this session to roster
+        pushes); later calls only wait for one round trip, after which every push the
+        server sent before it has been applied. With ``incoming``, the session also learns
+        pending subscription requests (see the module docstring) the first time.
+        """
+        fetched = False
+        if not self.loaded:
+            result = await self.parent.iq("get", roster_query())
+            self.items = parse_roster(result)
+            self.loaded = fetched = True
+        if incoming and not self.revealed:
+            self.revealed = True
+            if not self.parent.available:
+                self.parent.send(presence(HIDDEN_PRIORITY))
+                fetched = False  # the re-sent requests arrive before the next round trip
+            elif not self.watching:
+                log.warn("Session went available before its roster handler: earlier subscription requests unknown")
+        if not fetched:
+            await self.parent.round_trip()
+
+    def contact(self, jid: JID) -> Contact | None:
+        """The contact ``jid`` as last refreshed; None when neither in the roster nor asking."""
+        bare = jid.userhost()
+        item = self.items.get(bare)
+        if item is None and bare not in self.incoming:
+            return None
+        return contact_view(item, bare, bare in self.incoming)
+
+    async def contacts(self) -> list[Contact]:
+        """Every roster item and every contact waiting for an answer, by JID."""
+        await self.refresh()
+        jids = sorted(set(self.items) | self.incoming)
+        return [contact_view(self.items.get(jid), jid, jid in self.incoming) for jid in jids]
+
+    async def find(self, jid: JID) -> Contact | None:
+        await self.refresh()
+        return self.contact(jid)
+
+    async def set_item(self, jid: JID, name: str | None, groups: list[str] | None) -> None:
+        """Add ``jid`` or update it; a ``None`` name or groups keeps the current ones."""
+        await self.refresh(incoming=False)
+        current = self.items.get(jid.userhost())
+        if name is None:
+            name = current.name if current else None
+        if groups is None:
+            groups = list(current.groups) if current else []
+        await self.parent.iq("set", roster_set(jid, name, groups))
+
+    async def subscribe(self, jid: JID) -> None:
+        """Ask ``jid`` for its presence (RFC 6121 3.1); the server pushes ``ask='subscribe'``."""
+        self.parent.send(subscription_presence(jid, "subscribe"))
+        await self.parent.round_trip()
+
+    async def approve(self, jid: JID) -> None:
+        """Let ``jid`` see the user's presence (RFC 6121 3.1), or pre-approve it (3.4)."""
+        self.parent.send(subscription_presence(jid, "subscribed"))
+        self.incoming.discard(jid.userhost())
+        await self.parent.round_trip()
+
+    async def remove(self, jid: JID, refreshed: bool = False) -> bool:
+        """Remove ``jid`` and decline its request; False when it was neither.
+
+        ``refreshed``: the caller has just called ``refresh`` (one for many removals).
+        """
+        if not refreshed:
+            await self.refresh()
+        bare = jid.userhost()
+        declined = bare in self.incoming
+        if declined:
+            # Prosody keeps a stored request across a roster remove; decline it first.
+            self.parent.send(subscription_presence(jid, "unsubscribed"))
+            self.incoming.discard(bare)
+        if bare not in self.items:
+            # Not every server says item-not-found here (ejabberd answers a result).
+            if declined:
+                await self.parent.round_trip()
+            return declined
+        try:
+            await self.parent.iq("set", roster_remove(jid))
+        except StanzaError as e:
+            if e.condition == "item-not-found":
+                return declined
+            raise
+        return True
+
+    async def remove_all(self, jids: Iterable[JID]) -> set[str]:
+        """Remove each contact that is there; the bare JIDs removed.
+
+        One at a time: a stanza error about one contact leaves it in place, not the rest.
+        """
+        await self.refresh()
+        removed: set[str] = set()
+        for jid in {jid.userhost(): jid for jid in jids}.values():
+            try:
+                if await self.remove(jid, refreshed=True):
+                    removed.add(jid.userhost())
+            except StanzaError as e:
+                log.info("Could not remove a contact: {condition}", condition=e.condition)
+        return removed
+
+
+def watch(session: Session) -> None:
+    """Attach the roster handler to a session that just opened, before any presence is sent."""
+    session.handler(RosterClient).watching = True
