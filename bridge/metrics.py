@@ -1,0 +1,239 @@
+"""``/metrics`` in the Prometheus exposition format, on its own endpoint (``metrics.endpoint``).
+
+It is kept off the API's port so that an admin can expose the API and keep the metrics on
+a private interface. What is measured:
+
+* ``bridge_http_requests_total{method,route,status}`` and
+  ``bridge_http_request_duration_seconds{method,route}``: every answered request, by the
+  OpenAPI path it matched (``/api/messages/{with}``, never the raw path, so labels stay
+  few); event streams are counted but left out of the latency histogram;
+* ``bridge_http_requests_in_flight``, ``bridge_http_timeouts_total{phase}`` (headers or
+  body that did not arrive in time), ``bridge_login_failures_total``,
+  ``bridge_throttled_requests_total{limit}`` (``address``, ``user``, ``login``,
+  ``sessions``, ``streams``);
+* gauges read when scraped, registered by the part that knows them
+  (``watch_sessions``, ``watch_streams``, ``watch_component``):
+  ``bridge_xmpp_sessions``, ``bridge_sse_streams``, ``bridge_component_connected``;
+* ``bridge_build_info{version}`` and the process's own (``process_open_fds``,
+  ``process_resident_memory_bytes``, ...), so an admin sees how close the daemon runs to
+  its ``LimitNOFILE``.
+
+Label values never carry user input other than the method, and the method is one of the
+API's or ``other``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+
+from bridge.limits import is_event_stream
+
+METHODS = {"GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD"}
+# Seconds; from a cached read to an XMPP round trip that times out (xmpp.timeout = 5 s).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# A request whose client went away before any answer was written (nginx's convention).
+CLIENT_GONE = "499"
+
+
+class RouteNames:
+    """Names a request path by the OpenAPI path template it matches, or ``other``."""
+
+    def __init__(self, templates: Iterable[str]) -> None:
+        self._exact: set[str] = set()
+        self._patterns: list[tuple[re.Pattern[str], str]] = []
+        for template in templates:
+            if "{" not in template:
+                self._exact.add(template)
+                continue
+            parts = re.split(r"(\{[^}]+\})", template)
+            regex = "".join("[^/]+" if part.startswith("{") else re.escape(part) for part in parts)
+            self._patterns.append((re.compile(f"^{regex}$"), template))
+        # Fewer parameters first: "/api/rooms/{id}/config" before "/api/rooms/{id}/users/{user}".
+        self._patterns.sort(key=lambda item: item[1].count("{"))
+
+    def name(self, path: str) -> str:
+        if path in self._exact:
+            return path
+        trimmed = path.rstrip("/") or "/"
+        if trimmed in self._exact:
+            return trimmed
+        for pattern, template in self._patterns:
+            if pattern.match(path) or pattern.match(trimmed):
+                return template
+        return "other"
+
+
+class _Watched:
+    """Gauges whose values are read from the bridge's parts when Prometheus scrapes."""
+
+    def __init__(self) -> None:
+        self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+
+    def add(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self._gauges[name] = (documentation, read)
+
+    def collect(self) -> Iterable[Metric]:
+        for name, (documentation, read) in sorted(self._gauges.items()):
+            try:
+                value = float(read())
+            except Exception:
+                continue  # a part that cannot say leaves its gauge out rather than failing the scrape
+            yield GaugeMetricFamily(name, documentation, value=value)
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+class BridgeMetrics:
+    """The bridge's instruments, in a registry of its own (tests run several bridges)."""
+
+    def __init__(self, version: str, route_templates: Iterable[str]) -> None:
+        prometheus_client.disable_created_metrics()
+        self.registry = CollectorRegistry()
+        self.routes = RouteNames(route_templates)
+        registry = self.registry
+        self.requests = Counter(
+            "bridge_http_requests",
+            "HTTP requests answered, by method, route (OpenAPI path) and status.",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "bridge_http_request_duration_seconds",
+            "Time from a request's arrival to the end of its answer (event streams excluded).",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge("bridge_http_requests_in_flight", "Requests being answered.", registry=registry)
+        self.timeouts = Counter(
+            "bridge_http_timeouts",
+            "Connections closed because a request's headers or body did not arrive in time.",
+            ["phase"],
+            registry=registry,
+        )
+        self.login_failures = Counter(
+            "bridge_login_failures",
+            "Requests with credentials (or a stream token) answered 401.",
+            registry=registry,
+        )
+        self.throttled = Counter(
+            "bridge_throttled_requests",
+            "Requests refused by a limit: address, user (rates), login (failed logins), sessions, streams (caps).",
+            ["limit"],
+            registry=registry,
+        )
+        build = Gauge("bridge_build_info", "The running version.", ["version"], registry=registry)
+        build.labels(version).set(1)
+        ProcessCollector(registry=registry)
+        self._watched = _Watched()
+        registry.register(self._watched)
+
+    # Registration, for the parts that own a number.
+
+    def watch_sessions(self, read: Callable[[], float]) -> None:
+        """Live XMPP user sessions (the pool's size)."""
+        self._watched.add("bridge_xmpp_sessions", "Live XMPP user sessions.", read)
+
+    def watch_streams(self, read: Callable[[], float]) -> None:
+        """Open event streams (``GET /api/sse``)."""
+        self._watched.add("bridge_sse_streams", "Open event streams.", read)
+
+    def watch_component(self, read: Callable[[], float]) -> None:
+        """1 while the MUC Light component is connected to the XMPP server, else 0."""
+        self._watched.add(
+            "bridge_component_connected", "1 while the MUC Light component is connected to the server.", read
+        )
+
+    # Events.
+
+    def timed_out(self, phase: str) -> None:
+        self.timeouts.labels("headers" if phase == "header" else phase).inc()
+
+    def answered(self, request: Request, seconds: float, completed: bool) -> None:
+        method = request.method.decode("ascii", "replace")
+        if method not in METHODS:
+            method = "other"
+        route = self.routes.name(request.path.decode("utf-8", "replace"))
+        status = str(request.code) if completed or request.startedWriting else CLIENT_GONE
+        self.requests.labels(method, route, status).inc()
+        if not is_event_stream(request):
+            self.latency.labels(method, route).observe(seconds)
+        refused = getattr(request, "bridge_refused", None)
+        if refused is not None:
+            self.throttled.labels(refused).inc()
+        elif request.code == 429:
+            self.throttled.labels("login").inc()
+        if request.code == 401 and (request.getHeader(b"authorization") or b"token" in (request.args or {})):
+            self.login_failures.inc()
+
+    def render(self, accept: bytes | None) -> tuple[bytes, bytes]:
+        """The exposition (body, content type) for a scrape with this ``Accept`` header."""
+        encoder, content_type = choose_encoder((accept or b"").decode("latin-1"))
+        return encoder(self.registry), content_type.encode()
+
+
+class InstrumentedResource(Resource):
+    """Measures every request the site answers, around everything else (CORS, limits)."""
+
+    isLeaf = True
+
+    def __init__(self, wrapped: Resource, metrics: BridgeMetrics) -> None:
+        super().__init__()
+        self._wrapped = wrapped
+        self._metrics = metrics
+
+    def render(self, request: Request) -> Any:
+        started = getattr(request, "bridge_started", None) or time.monotonic()
+        self._metrics.in_flight.inc()
+
+        def done(result: object) -> None:
+            self._metrics.in_flight.dec()
+            completed = not hasattr(result, "check")  # a Failure: the connection was lost first
+            self._metrics.answered(request, time.monotonic() - started, completed)
+
+        request.notifyFinish().addBoth(done)
+        return self._wrapped.render(request)
+
+
+class MetricsSite(Site):
+    """The metrics endpoint's site; scrapes are not worth an access line each."""
+
+    noisy = False
+
+    def log(self, request: Any) -> None:
+        pass
+
+
+class MetricsResource(Resource):
+    """The metrics endpoint's only resource: ``GET /metrics``."""
+
+    isLeaf = True
+
+    def __init__(self, metrics: BridgeMetrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+
+    def render(self, request: Request) -> bytes:
+        if request.path != b"/metrics":
+            request.setResponseCode(404)
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return b"Not found: metrics are at /metrics\n"
+        if request.method not in (b"GET", b"HEAD"):
+            request.setResponseCode(405)
+            request.setHeader(b"Allow", b"GET, HEAD")
+            return b""
+        body, content_type = self._metrics.render(request.getHeader(b"accept"))
+        request.setHeader(b"Content-Type", content_type)
+        request.setHeader(b"Cache-Control", b"no-store")
+        return body

@@ -1,0 +1,288 @@
+"""Request limits on a fake clock: token buckets, caps, and the header/body deadlines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial import unittest
+from twisted.web.resource import Resource
+
+from bridge.api.site import BridgeSite
+from bridge.config import ConfigError, LimitsConfig, parse_config
+from bridge.limits import RequestLimits, TokenBuckets
+from bridge.tap import build
+from tests.integration.base import basic
+
+
+class TokenBucketTests(unittest.TestCase):
+    def test_burst_then_rate(self) -> None:
+        """A key gets its burst at once, then one request per 1/rate seconds, with the wait announced."""
+        clock = Clock()
+        buckets = TokenBuckets(clock, rate=2.0, burst=3)
+        self.assertEqual([buckets.take("a") for _ in range(3)], [0.0, 0.0, 0.0])
+        self.assertAlmostEqual(buckets.take("a"), 0.5)
+        self.assertEqual(buckets.take("b"), 0.0)
+        clock.advance(0.5)
+        self.assertEqual(buckets.take("a"), 0.0)
+        self.assertGreater(buckets.take("a"), 0.0)
+
+    def test_zero_rate_is_off(self) -> None:
+        """A rate of 0 never refuses."""
+        buckets = TokenBuckets(Clock(), rate=0.0, burst=1)
+        self.assertEqual(sum(buckets.take("a") for _ in range(1000)), 0.0)
+
+    def test_memory_is_bounded(self) -> None:
+        """Keys whose bucket has refilled are dropped once there are many."""
+        clock = Clock()
+        buckets = TokenBuckets(clock, rate=10.0, burst=5)
+        for i in range(10_050):
+            buckets.take(f"k{i}")
+        clock.advance(1)
+        buckets.take("new")
+        self.assertLess(len(buckets), 100)
+
+
+class FakePool:
+    """The two things RequestLimits asks the session pool: a live session, and how many."""
+
+    def __init__(self, live: set[tuple[str, str]]) -> None:
+        self.live = live
+
+    def existing(self, jid: Any, password: str) -> object | None:
+        return object() if (jid.userhost(), password) in self.live else None
+
+    def __len__(self) -> int:
+        return len(self.live)
+
+
+class FakeRequest:
+    def __init__(self, user: tuple[str, str] | None = None, address: str = "192.0.2.1", path: bytes = b"/api/messages"):
+        self.headers = {b"authorization": basic(*user).encode()} if user else {}
+        self.address = address
+        self.method = b"GET"
+        self.path = path
+        self.finished: list[Any] = []
+
+    def getHeader(self, name: bytes) -> bytes | None:
+        return self.headers.get(name)
+
+    def getClientAddress(self) -> IPv4Address:
+        return IPv4Address("TCP", self.address, 1234)
+
+    def notifyFinish(self) -> Any:
+        from twisted.internet.defer import Deferred
+
+        finished: Deferred[None] = Deferred()
+        self.finished.append(finished)
+        return finished
+
+    def finish(self) -> None:
+        for each in self.finished:
+            each.callback(None)
+
+
+class RequestLimitsTests(unittest.TestCase):
+    def limits(self, live: set[tuple[str, str]] | None = None, **changes: Any) -> tuple[Clock, RequestLimits]:
+        clock = Clock()
+        return clock, RequestLimits(clock, LimitsConfig(**changes), FakePool(live or set()))  # type: ignore[arg-type]
+
+    def test_defaults_serve_200_users_logging_in_at_once_from_one_address(self) -> None:
+        """With the default limits, 200 users' first requests from one address all go through."""
+        _, limits = self.limits()
+        users = [(f"user{i}@localhost", "pw") for i in range(200)]
+        refusals = [limits.check(FakeRequest(user, "198.51.100.7")) for user in users]  # type: ignore[arg-type]
+        self.assertEqual([r for r in refusals if r is not None], [])
+
+    def test_defaults_serve_5_messages_a_second_per_user(self) -> None:
+        """With the default limits, 200 users behind one address sending 5 requests/s each for a minute pass."""
+        users = {(f"user{i}@localhost", "pw") for i in range(200)}
+        clock, limits = self.limits(users)
+        refused = 0
+        for _ in range(60 * 5):
+            for user in users:
+                refused += limits.check(FakeRequest(user, "198.51.100.7")) is not None  # type: ignore[arg-type]
+            clock.advance(0.2)
+        self.assertEqual(refused, 0)
+
+    def test_one_user_flooding_gets_429_with_retry_after(self) -> None:
+        """Past its burst, a user's requests get 429 and a Retry-After of whole seconds; other users are served."""
+        alice, bob = ("alice@localhost", "a"), ("bob@localhost", "b")
+        clock, limits = self.limits({alice, bob}, user_rate=1.0, user_burst=3)
+        for _ in range(3):
+            self.assertIsNone(limits.check(FakeRequest(alice)))  # type: ignore[arg-type]
+        refusal = limits.check(FakeRequest(alice))  # type: ignore[arg-type]
+        assert refusal is not None
+        self.assertEqual(
+            (refusal.status, refusal.message, refusal.retry_after, refusal.limit),
+            (429, "Too many requests", "1", "user"),
+        )
+        self.assertIsNone(limits.check(FakeRequest(bob)))  # type: ignore[arg-type]
+        clock.advance(1)
+        self.assertIsNone(limits.check(FakeRequest(alice)))  # type: ignore[arg-type]
+
+    def test_wrong_passwords_do_not_spend_a_users_allowance(self) -> None:
+        """Requests under a user's JID with a wrong password never count against that user."""
+        alice = ("alice@localhost", "right")
+        _, limits = self.limits({alice}, user_rate=1.0, user_burst=2)
+        for _ in range(50):
+            limits.check(FakeRequest(("alice@localhost", "wrong"), address="203.0.113.9"))  # type: ignore[arg-type]
+        self.assertIsNone(limits.check(FakeRequest(alice)))  # type: ignore[arg-type]
+
+    def test_one_address_flooding_gets_429(self) -> None:
+        """Past its burst, an address gets 429 whoever it claims to be; other addresses are served."""
+        _, limits = self.limits(address_rate=10.0, address_burst=5)
+        results = [limits.check(FakeRequest(address="203.0.113.9")) for _ in range(6)]  # type: ignore[arg-type]
+        self.assertEqual(results[:5], [None] * 5)
+        assert results[5] is not None
+        self.assertEqual((results[5].status, results[5].limit), (429, "address"))
+        self.assertIsNone(limits.check(FakeRequest(address="203.0.113.10")))  # type: ignore[arg-type]
+
+    def test_session_cap_refuses_new_logins_only(self) -> None:
+        """At max_sessions, a new user's login gets 503 while users with a session are served."""
+        alice = ("alice@localhost", "a")
+        _, limits = self.limits({alice}, max_sessions=2)
+        pending = FakeRequest(("bob@localhost", "b"))
+        self.assertIsNone(limits.check(pending))  # type: ignore[arg-type]
+        refusal = limits.check(FakeRequest(("carol@localhost", "c")))  # type: ignore[arg-type]
+        assert refusal is not None
+        self.assertEqual((refusal.status, refusal.message, refusal.limit), (503, "Too many sessions", "sessions"))
+        self.assertIsNone(limits.check(FakeRequest(alice)))  # type: ignore[arg-type]
+        self.assertIsNone(limits.check(FakeRequest(("bob@localhost", "b"))))  # type: ignore[arg-type]
+        pending.finish()
+
+    def test_stream_cap(self) -> None:
+        """At max_streams, a new event stream gets 503 until one closes."""
+        alice = ("alice@localhost", "a")
+        _, limits = self.limits({alice}, max_streams=1)
+        first = FakeRequest(alice, path=b"/api/sse")
+        self.assertIsNone(limits.check(first))  # type: ignore[arg-type]
+        self.assertEqual(limits.open_streams, 1)
+        refusal = limits.check(FakeRequest(alice, path=b"/api/sse/"))  # type: ignore[arg-type]
+        assert refusal is not None
+        self.assertEqual((refusal.status, refusal.message), (503, "Too many event streams"))
+        self.assertIsNone(limits.check(FakeRequest(alice, path=b"/api/sse/token")))  # type: ignore[arg-type]
+        first.finish()
+        self.assertEqual(limits.open_streams, 0)
+        self.assertIsNone(limits.check(FakeRequest(alice, path=b"/api/sse")))  # type: ignore[arg-type]
+
+
+class Hello(Resource):
+    isLeaf = True
+
+    def render(self, request: Any) -> bytes:
+        return b"hello"
+
+
+class DeadlineTests(unittest.TestCase):
+    """GuardedChannel on an in-memory transport: the idle timeout alone never fires on a trickle."""
+
+    def connect(self, header_timeout: float = 10.0, body_timeout: float = 30.0) -> tuple[Clock, Any, StringTransport]:
+        clock = Clock()
+        site = BridgeSite(Hello(), max_body=1000, idle_timeout=60.0, clock=clock)
+        site.header_timeout, site.body_timeout = header_timeout, body_timeout
+        channel = site.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1234))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        return clock, channel, transport
+
+    def test_slow_loris_headers_are_cut_off(self) -> None:
+        """One header byte every 5 s (each resets the idle timeout) is cut off with 408 at the header deadline."""
+        clock, channel, transport = self.connect(header_timeout=10.0)
+        sent = 0
+        for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+            if transport.disconnecting:
+                break
+            channel.dataReceived(bytes([byte]))
+            sent += 1
+            clock.advance(5)
+        self.assertTrue(transport.disconnecting)
+        self.assertLessEqual(sent, 3)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 408 "))
+
+    def test_trickled_headers_are_cut_off_at_the_deadline(self) -> None:
+        """Headers arriving a byte every 2 s are refused with 408 after header_timeout, not the idle timeout."""
+        clock, channel, transport = self.connect(header_timeout=10.0)
+        for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaa":
+            if transport.disconnecting:
+                break
+            channel.dataReceived(bytes([byte]))
+            clock.advance(2)
+        self.assertTrue(transport.disconnecting)
+        self.assertAlmostEqual(clock.seconds(), 10.0, delta=2.0)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 408 Request Timeout"))
+
+    def test_trickled_body_is_cut_off_at_the_deadline(self) -> None:
+        """A body that arrives a byte every 2 s is refused after body_timeout."""
+        clock, channel, transport = self.connect(body_timeout=30.0)
+        channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n")
+        for _ in range(100):
+            if transport.disconnecting:
+                break
+            channel.dataReceived(b"a")
+            clock.advance(2)
+        self.assertTrue(transport.disconnecting)
+        self.assertAlmostEqual(clock.seconds(), 30.0, delta=2.0)
+        self.assertIn(b"408 Request Timeout", transport.value())
+
+    def test_prompt_requests_on_a_kept_alive_connection_are_served(self) -> None:
+        """Requests that arrive in time are answered, and each one on a kept-alive connection gets a fresh deadline."""
+        clock, channel, transport = self.connect(header_timeout=10.0)
+        for _ in range(3):
+            clock.advance(9)  # idle between requests: only the idle timeout (60 s) applies
+            channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertFalse(transport.disconnecting)
+        self.assertEqual(transport.value().count(b"200 OK"), 3)
+        self.assertNotIn(b"408", transport.value())
+
+    def test_a_connection_that_sends_nothing_is_closed_without_an_answer(self) -> None:
+        """A connection that never sends a byte is closed at the header deadline, without a 408."""
+        clock, _, transport = self.connect(header_timeout=10.0)
+        clock.advance(10)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
+
+
+class ConfigTests(unittest.TestCase):
+    def test_new_keys_have_defaults_and_are_in_the_example_file(self) -> None:
+        """[limits], [metrics] and the new [http] deadlines have defaults, and etc/bridge.toml shows each key."""
+        config = parse_config("", {})
+        self.assertEqual((config.http.header_timeout, config.http.body_timeout), (10.0, 30.0))
+        self.assertEqual(config.http.shutdown_timeout, 10.0)
+        self.assertEqual(config.metrics.endpoint, "")
+        self.assertEqual((config.limits.max_sessions, config.limits.max_streams), (10000, 10000))
+        text = (Path(__file__).parent.parent / "etc" / "bridge.toml").read_text()
+        for section, keys in (
+            ("limits", LimitsConfig.__dataclass_fields__),
+            ("metrics", ("endpoint",)),
+            ("http", ("header_timeout", "body_timeout", "shutdown_timeout")),
+        ):
+            self.assertIn(f"[{section}]", text)
+            for key in keys:
+                self.assertRegex(text, rf"(?m)^{key} = ", f"{section}.{key}")
+
+    def test_bad_values_name_the_key(self) -> None:
+        """Negative, infinite or wrongly typed limits and deadlines are refused, naming the key."""
+        cases = {
+            "[limits]\nuser_rate = -1": "limits.user_rate: expected a finite number, 0 or more",
+            "[limits]\naddress_rate = inf": "limits.address_rate: expected a finite number, 0 or more",
+            "[limits]\nuser_burst = 0": "limits.user_burst: must be greater than 0",
+            "[limits]\nmax_streams = -5": "limits.max_streams: expected a finite number, 0 or more",
+            '[limits]\nmax_sessions = "many"': "limits.max_sessions: expected an integer",
+            "[http]\nheader_timeout = 0": "http.header_timeout: must be greater than 0",
+            "[http]\nshutdown_timeout = nan": "http.shutdown_timeout: expected a finite number, 0 or more",
+            "[metrics]\nendpoint = 9090": "metrics.endpoint: expected a string",
+        }
+        for text, message in cases.items():
+            with self.assertRaises(ConfigError) as caught:
+                parse_config(text, {})
+            self.assertEqual(str(caught.exception), message, text)
+
+    def test_bad_metrics_endpoint_is_named_at_build(self) -> None:
+        """A metrics.endpoint Twisted cannot parse stops start-up naming the key."""
+        with self.assertRaises(ConfigError) as caught:
+            build(parse_config('[metrics]\nendpoint = "bogus:1"', {}), Clock())
+        self.assertTrue(str(caught.exception).startswith("metrics.endpoint: not a valid endpoint description"))
