@@ -7,6 +7,7 @@ environment or a file; they are never part of an error message or a log line.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -30,6 +31,12 @@ class HttpConfig:
     max_body: int = 65536
     # Realm sent in WWW-Authenticate.
     realm: str = "xmpp-rest-bridge"
+    # Seconds a client has to send a request's headers, and then its body; the idle timeout
+    # restarts with every byte, so only these deadlines stop a slow-loris client.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    # Seconds in-flight requests get to finish on shutdown (SIGTERM).
+    shutdown_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -73,12 +80,51 @@ class ThrottleConfig:
 
 
 @dataclass(frozen=True)
+class SseConfig:
+    # Seconds between keep-alive comments on an otherwise idle event stream.
+    keepalive: float = 15.0
+    # Bytes an event stream may queue for a client that stops reading before it is cut off.
+    max_queued_bytes: int = 1048576
+    # Recent events kept per user for Last-Event-ID replay: at most this many (0: no
+    # replay), no older than replay_seconds, no more than replay_bytes of JSON in all.
+    replay_events: int = 100
+    replay_seconds: float = 300.0
+    replay_bytes: int = 1048576
+    # Seconds a stream token from POST /api/sse/token stays valid.
+    token_lifetime: int = 60
+    # Presence priority of a session that serves event streams (RFC 6121: -128..127).
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    # Requests per second (sustained) and burst per authenticated user, and per client
+    # address; past them: 429 with Retry-After. A rate of 0 turns that limit off.
+    user_rate: float = 20.0
+    user_burst: int = 100
+    address_rate: float = 2000.0
+    address_burst: int = 10000
+    # Live XMPP sessions (users logged in) and open event streams; past them: 503. 0: no cap.
+    max_sessions: int = 10000
+    max_streams: int = 10000
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    # Where /metrics (Prometheus text format) listens: an endpoint string; "" turns it off.
+    endpoint: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     xmpp: XmppConfig = field(default_factory=XmppConfig)
     muclight: MucLightConfig = field(default_factory=MucLightConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+    sse: SseConfig = field(default_factory=SseConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 _TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
@@ -134,8 +180,39 @@ def _validate(config: Config) -> None:
         ("throttle.failures_per_jid", config.throttle.failures_per_jid),
         ("throttle.failures_per_address", config.throttle.failures_per_address),
         ("throttle.window", config.throttle.window),
+        ("sse.keepalive", config.sse.keepalive),
+        ("sse.max_queued_bytes", config.sse.max_queued_bytes),
+        ("sse.replay_seconds", config.sse.replay_seconds),
+        ("sse.replay_bytes", config.sse.replay_bytes),
+        ("sse.token_lifetime", config.sse.token_lifetime),
     ):
         _positive(path, number)
+    for path, seconds in (("sse.keepalive", config.sse.keepalive), ("sse.replay_seconds", config.sse.replay_seconds)):
+        if not math.isfinite(seconds):
+            raise ConfigError(f"{path}: expected a finite number")
+    for path, number in (
+        ("http.header_timeout", config.http.header_timeout),
+        ("http.body_timeout", config.http.body_timeout),
+        ("http.shutdown_timeout", config.http.shutdown_timeout),
+        ("limits.user_burst", config.limits.user_burst),
+        ("limits.address_burst", config.limits.address_burst),
+    ):
+        _positive(path, number)
+    for path, number in (
+        ("http.header_timeout", config.http.header_timeout),
+        ("http.body_timeout", config.http.body_timeout),
+        ("http.shutdown_timeout", config.http.shutdown_timeout),
+        ("limits.user_rate", config.limits.user_rate),
+        ("limits.address_rate", config.limits.address_rate),
+        ("limits.max_sessions", config.limits.max_sessions),
+        ("limits.max_streams", config.limits.max_streams),
+    ):
+        if number < 0 or not math.isfinite(number):
+            raise ConfigError(f"{path}: expected a finite number, 0 or more")
+    if config.sse.replay_events < 0:
+        raise ConfigError("sse.replay_events: must not be negative")
+    if not -128 <= config.sse.priority <= 127:
+        raise ConfigError("sse.priority: expected a presence priority (-128..127)")
     if config.xmpp.ca_file:
         try:
             ssl.Certificate.loadPEM(Path(config.xmpp.ca_file).read_bytes())
@@ -188,3 +265,16 @@ def load_config(path: str, environ: dict[str, str] | None = None) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8") from None
     return parse_config(text, environ)
+
+
+def check_startup(config: Config) -> None:
+    """What the daemon needs to start beyond a valid file: the component's secret.
+
+    Kept apart from ``parse_config`` so that a config without a secret can still be parsed
+    and inspected (tests, ``--help``); starting the component with no secret cannot work.
+    """
+    if config.muclight.component and not config.muclight.secret:
+        raise ConfigError(
+            "muclight.secret: the component needs the secret of the server's component listener "
+            "(or BRIDGE_MUCLIGHT_SECRET, or muclight.secret_file); or set muclight.component = false"
+        )

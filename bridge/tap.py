@@ -12,16 +12,31 @@ from typing import Any
 
 from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
-from twisted.internet import ssl
+from twisted.internet import defer, ssl
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
+import bridge
 from bridge.api.auth import Authenticator
+from bridge.api.contacts import ContactsApi
+from bridge.api.docs import load_spec
 from bridge.api.messages import MessagesApi
+from bridge.api.rooms import RoomsApi
 from bridge.api.site import ApiGroups, BridgeSite, build_site
-from bridge.config import Config, ConfigError, load_config
+from bridge.api.sse import SseApi
+from bridge.api.tokens import StreamTokens
+from bridge.config import Config, ConfigError, check_startup, load_config
+from bridge.limits import RequestLimits
+from bridge.metrics import BridgeMetrics, MetricsResource, MetricsSite
+from bridge.muclight import build_component
+from bridge.muclight.component import ComponentConnection
+from bridge.shutdown import DrainingHttpService, Readiness, StagedService, store_check
+from bridge.store import StoreService, open_store
 from bridge.throttle import FailureThrottle
+from bridge.xmpp import roster
+from bridge.xmpp.capabilities import CapabilityCheck
+from bridge.xmpp.events import EventHub
 from bridge.xmpp.pool import SessionPool
 from bridge.xmpp.session import ConnectSettings
 
@@ -48,6 +63,18 @@ class BridgeParts:
     pool: SessionPool
     site: BridgeSite
     http: StreamServerEndpointService
+    # What each user domain's server offers (MAM, carbons), learnt from its first session.
+    capabilities: CapabilityCheck | None = None
+    # Live events (SSE): the per-user fan-out and the browsers' stream tokens.
+    events: EventHub | None = None
+    tokens: StreamTokens | None = None
+    # Production concerns (bridge.limits, bridge.metrics, bridge.shutdown).
+    limits: RequestLimits | None = None
+    metrics: BridgeMetrics | None = None
+    readiness: Readiness | None = None
+    metrics_http: StreamServerEndpointService | None = None
+    # The MUC Light component (None when muclight.component is false).
+    component: ComponentConnection | None = None
 
 
 def raise_open_files_limit() -> None:
@@ -70,11 +97,51 @@ def connect_settings(config: Config) -> ConnectSettings:
     return ConnectSettings(xmpp.host, xmpp.port, xmpp.tls, trust, xmpp.timeout)
 
 
+def _endpoint(reactor: Any, description: str, key: str) -> Any:
+    try:
+        return serverFromString(reactor, description)
+    except (ValueError, TypeError, KeyError, IndexError, OSError) as e:
+        raise ConfigError(f"{key}: not a valid endpoint description ({e})") from None
+
+
+def metrics_service(reactor: Any, config: Config, metrics: BridgeMetrics) -> StreamServerEndpointService | None:
+    """``/metrics`` on ``metrics.endpoint``, or None when that is empty."""
+    if not config.metrics.endpoint:
+        return None
+    site = MetricsSite(MetricsResource(metrics), timeout=config.http.idle_timeout, reactor=reactor)
+    listener = StreamServerEndpointService(_endpoint(reactor, config.metrics.endpoint, "metrics.endpoint"), site)
+    listener._raiseSynchronously = True
+    return listener
+
+
 def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgeParts]:
     """The whole service tree for ``config``, and its parts."""
-    root = service.MultiService()
+    # Stops its children one by one, the last added first: the HTTP listener drains before
+    # the event streams end, and they end before the sessions close (bridge.shutdown).
+    root = StagedService()
+    metrics = BridgeMetrics(bridge.__version__, load_spec()["paths"])
+    metrics_http = metrics_service(reactor, config, metrics)
+    if metrics_http is not None:
+        metrics_http.setServiceParent(root)
     pool = SessionPool(reactor, connect_settings(config), config.xmpp.idle_timeout)
     pool.setServiceParent(root)
+    # The MUC Light component and its store (stopped after the HTTP side, store last).
+    component = None
+    if config.muclight.component:
+        store = StoreService(open_store(config.storage.url, reactor))
+        store.setServiceParent(root)
+        component = build_component(config.muclight, store.store, reactor)
+        component.setServiceParent(root)
+    metrics.watch_sessions(lambda: len(pool))
+    capabilities = CapabilityCheck()
+    pool.session_opened.append(capabilities.session_opened)
+    # Before any presence goes out, so it sees re-sent subscription requests.
+    pool.session_opened.append(roster.watch)
+    # Added after the pool, so stopped before it: streams end with "shutdown", not "session_ended".
+    events = EventHub(reactor, pool, config.sse, config.muclight.service)
+    events.setServiceParent(root)
+    tokens = StreamTokens(reactor, pool, config.sse.token_lifetime)
+    tokens.setServiceParent(root)
     throttle = config.throttle
     auth = Authenticator(
         pool,
@@ -83,17 +150,53 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
         FailureThrottle(reactor, throttle.failures_per_jid, throttle.window),
         FailureThrottle(reactor, throttle.failures_per_address, throttle.window),
     )
-    groups = ApiGroups(messages=MessagesApi(auth))
-    site = build_site(groups, config.http.cors_origins, config.http.max_body, config.http.idle_timeout, reactor)
-    try:
-        endpoint = serverFromString(reactor, config.http.endpoint)
-    except (ValueError, TypeError, KeyError, IndexError, OSError) as e:
-        raise ConfigError(f"http.endpoint: not a valid endpoint description ({e})") from None
-    http = StreamServerEndpointService(endpoint, site)
+    groups = ApiGroups(
+        messages=MessagesApi(auth),
+        contacts=ContactsApi(auth),
+        sse=SseApi(auth, events, tokens, reactor, config.sse, config.http.realm),
+        rooms=RoomsApi(auth, config.muclight.service),
+    )
+    limits = RequestLimits(reactor, config.limits, pool)
+    metrics.watch_streams(lambda: limits.open_streams)
+    readiness = Readiness(reactor, config.xmpp.host, config.xmpp.port, pool, config.xmpp.timeout)
+    if component is not None:
+        connection = component
+        metrics.watch_component(lambda: float(connection.alive))
+        readiness.add_check("store", store_check(store.store))
+        # Without the component only rooms fail: reported by /readyz, not a reason to take
+        # the bridge out of a load balancer.
+        readiness.add_check("component", lambda: defer.succeed(connection.alive), required=False)
+    site = build_site(
+        groups,
+        config.http.cors_origins,
+        config.http.max_body,
+        config.http.idle_timeout,
+        reactor,
+        limits=limits,
+        metrics=metrics,
+        readiness=readiness,
+    )
+    site.header_timeout = config.http.header_timeout
+    site.body_timeout = config.http.body_timeout
+    readiness.site = site
+    endpoint = _endpoint(reactor, config.http.endpoint, "http.endpoint")
+    http = DrainingHttpService(endpoint, site, reactor, config.http.shutdown_timeout)
     # Fail start-up (and twistd) at once when the port cannot be bound.
     http._raiseSynchronously = True
     http.setServiceParent(root)
-    return root, BridgeParts(pool=pool, site=site, http=http)
+    return root, BridgeParts(
+        pool=pool,
+        site=site,
+        http=http,
+        capabilities=capabilities,
+        events=events,
+        tokens=tokens,
+        limits=limits,
+        metrics=metrics,
+        readiness=readiness,
+        metrics_http=metrics_http,
+        component=component,
+    )
 
 
 def makeService(options: Options, reactor: Any = None) -> service.MultiService:
@@ -102,6 +205,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
     raise_open_files_limit()
     try:
         root, _ = build(options.bridge_config, reactor)
+        check_startup(options.bridge_config)
     except ConfigError as e:
         raise SystemExit(f"bridge: {e}") from None
     return root

@@ -16,9 +16,21 @@
 component_ports = { 5347 }
 component_interfaces = { "127.0.0.1" }
 
+-- Room delivery. Prosody (like every RFC 6121 server) refuses groupchat messages to a bare
+-- JID, so the component sends room messages to each occupant's available full JIDs and
+-- learns them from presence, in one of two set-ups:
+--   1. With XEP-0356 (recommended): "privilege" in the global modules_enabled, the
+--      privileged_entities line below, and modules_enabled = { "privilege" } inside the
+--      Component section. The component then sees every user's presence.
+--   2. Without it: drop those three lines. Only clients that send directed presence to the
+--      service (<presence to="muclight.localhost"/>) get room messages live; the bridge's
+--      own sessions do this when they go available (live events). Everyone else, and
+--      everyone offline, reads the room archive (GET /api/rooms/{id}/messages, or XEP-0313
+--      on the room JID). Directed presence is lost when the bridge restarts, until the
+--      client sends it again.
+
 VirtualHost "localhost"
-  -- XEP-0356: the component may see users' presence (optional; without it the bridge's
-  -- own sessions send directed presence to the service when they go available).
+  -- XEP-0356: the component may see users' presence (set-up 1 above).
   privileged_entities = {
     ["muclight.localhost"] = { presence = "managed_entity" };
   }

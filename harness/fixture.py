@@ -21,18 +21,31 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from bridge.config import Config, HttpConfig, MucLightConfig, StorageConfig, XmppConfig
 from bridge.tap import build
+from harness.ejabberd import EjabberdServer
 from harness.prosody import ProsodyServer
 from harness.xmpp_client import PlainClient, connect_client
 
-_server: ProsodyServer | None = None
+XmppServer = ProsodyServer | EjabberdServer
+# Which server the integration tests run against: BRIDGE_TEST_SERVER=prosody (default) or ejabberd.
+SERVERS: dict[str, type[XmppServer]] = {"prosody": ProsodyServer, "ejabberd": EjabberdServer}
+
+_server: XmppServer | None = None
 _users = itertools.count(1)
 
 
-def xmpp_server() -> ProsodyServer:
-    """The run's XMPP server, started on first call."""
+def server_class() -> type[XmppServer]:
+    """The server implementation named by ``BRIDGE_TEST_SERVER``."""
+    name = os.environ.get("BRIDGE_TEST_SERVER", "prosody").strip().lower() or "prosody"
+    if name not in SERVERS:
+        raise RuntimeError(f"BRIDGE_TEST_SERVER={name!r}: expected one of {', '.join(SERVERS)}")
+    return SERVERS[name]
+
+
+def xmpp_server() -> XmppServer:
+    """The run's XMPP server (see ``server_class``), started on first call."""
     global _server
     if _server is None:
-        _server = ProsodyServer()
+        _server = server_class()()
         _server.start()
         atexit.register(_server.cleanup)
     if _server.process is None or _server.process.poll() is not None:

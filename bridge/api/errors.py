@@ -16,7 +16,18 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 from twisted.words.protocols.jabber.error import StanzaError
 
-from bridge.xmpp.errors import FeatureUnavailable, ServerTimeout, ServerUnavailable
+from bridge.xmpp.errors import (
+    FeatureUnavailable,
+    NotRoomMember,
+    RoomBadRequest,
+    RoomError,
+    RoomExists,
+    RoomNotAllowed,
+    RoomNotFound,
+    RoomServiceNotFound,
+    ServerTimeout,
+    ServerUnavailable,
+)
 
 log = Logger()
 
@@ -40,6 +51,17 @@ STANZA_STATUS = {
     "feature-not-implemented": 501,
     "service-unavailable": 503,
     "remote-server-timeout": 504,
+}
+
+
+# MUC Light refusals (bridge.xmpp.muclight_client) and their statuses, as MongooseIM answered.
+ROOM_STATUS: dict[type[RoomError], int] = {
+    RoomNotFound: 404,
+    RoomServiceNotFound: 404,
+    NotRoomMember: 403,
+    RoomNotAllowed: 403,
+    RoomExists: 403,
+    RoomBadRequest: 400,
 }
 
 
@@ -100,6 +122,8 @@ def as_api_error(failure: Failure) -> ApiError:
         return ApiError(504, "XMPP server timeout")
     if failure.check(FeatureUnavailable):
         return ApiError(501, str(failure.value))
+    if failure.check(RoomError):
+        return ApiError(ROOM_STATUS.get(type(failure.value), 403), failure.value.message)
     if failure.check(StanzaError):
         return _stanza_error(failure.value)
     log.failure("Unexpected error answering a request", failure)

@@ -64,6 +64,10 @@ def parse_jid(value: object, invalid: str, bare: bool = True) -> JID:
 def query_args(request: Request, allowed: set[str]) -> dict[str, str]:
     """The query string as one value per name; unknown or repeated names are refused."""
     args: dict[str, str] = {}
+    # Twisted drops names without "=" ("?kuropatwa"); MongooseIM refused them, so do we.
+    _, _, query = (request.uri or b"").partition(b"?")
+    if any(piece and b"=" not in piece for piece in query.split(b"&")):
+        raise BadRequest("Invalid query string")
     raw_args: dict[bytes, list[bytes]] = request.args or {}
     for raw_name, values in raw_args.items():
         try:

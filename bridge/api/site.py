@@ -1,10 +1,11 @@
 """The HTTP site: the ``/api`` tree, health checks, CORS, and limits on requests.
 
 Each resource group is its own Klein app (``messages``, ...), mounted here with
-``branch=True``. Around the Klein resource sit two concerns every path shares: CORS (with
-pre-flight answered without credentials) and the request body limit (413 before the body
-is read into memory). The access log names method, path without query, status, duration
-and user; never credentials, tokens or bodies.
+``branch=True``. Around the Klein resource sit the concerns every path shares: CORS (with
+pre-flight answered without credentials), the request body limit (413 before the body
+is read into memory), and when ``build_site`` is given them, rate limits and caps
+(``bridge.limits``) and metrics (``bridge.metrics``). The access log names method, path
+without query, status, duration and user; never credentials, tokens or bodies.
 """
 
 from __future__ import annotations
@@ -15,17 +16,27 @@ from dataclasses import dataclass
 from klein import Klein
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from bridge.api.contacts import ContactsApi
+from bridge.api.docs import DocsApi
 from bridge.api.errors import write_json
 from bridge.api.messages import MessagesApi
 from bridge.api.rendering import json_errors
+from bridge.api.rooms import RoomsApi
+from bridge.api.sse import SseApi
+from bridge.limits import GuardedChannel, LimitsResource, RequestLimits
+from bridge.metrics import BridgeMetrics, InstrumentedResource
+from bridge.shutdown import Readiness
 
 log = Logger()
 
 API_METHODS = b"GET, POST, PUT, DELETE, OPTIONS"
+# The status an access line shows for a client that left before any answer (nginx's 499).
+CLIENT_GONE = 499
 ALLOWED_HEADERS = b"Authorization, Content-Type, Last-Event-ID"
 
 
@@ -34,6 +45,9 @@ class ApiGroups:
     """The mounted resource groups; each issue's capability adds one."""
 
     messages: MessagesApi
+    sse: SseApi
+    contacts: ContactsApi
+    rooms: RoomsApi
 
 
 class BridgeApi:
@@ -41,16 +55,49 @@ class BridgeApi:
 
     app = json_errors(Klein())
 
-    def __init__(self, groups: ApiGroups) -> None:
+    def __init__(self, groups: ApiGroups, readiness: Readiness | None = None) -> None:
         self._groups = groups
+        self._readiness = readiness
+        self._docs = DocsApi()
 
     @app.route("/api/messages", branch=True)
     def messages(self, request: Request) -> Resource:
         return self._groups.messages.app.resource()
 
+    @app.route("/api/contacts", branch=True)
+    def contacts(self, request: Request) -> Resource:
+        return self._groups.contacts.app.resource()
+
+    @app.route("/api/rooms", branch=True)
+    def rooms(self, request: Request) -> Resource:
+        return self._groups.rooms.app.resource()
+
+    @app.route("/api/sse", branch=True)
+    def sse(self, request: Request) -> Resource:
+        return self._groups.sse.app.resource()
+
     @app.route("/healthz", methods=["GET"])
     def healthz(self, request: Request) -> bytes:
         return write_json(request, 200, "ok")
+
+    @app.route("/readyz", methods=["GET"])
+    async def readyz(self, request: Request) -> bytes:
+        if self._readiness is None:
+            return write_json(request, 200, {"status": "ready", "checks": {}})
+        status, body = await self._readiness.status()
+        return write_json(request, status, body)
+
+    @app.route("/api-docs", methods=["GET"])
+    def api_document(self, request: Request) -> bytes:
+        return self._docs.document(request)
+
+    @app.route("/api-docs/", methods=["GET"])
+    def api_page(self, request: Request) -> bytes:
+        return self._docs.page(request)
+
+    @app.route("/api-docs/<string:name>", methods=["GET"])
+    def api_page_asset(self, request: Request, name: str) -> bytes:
+        return self._docs.asset(request, name)
 
 
 class CorsResource(Resource):
@@ -91,6 +138,16 @@ class LimitedRequest(Request):
         self.bridge_started = time.monotonic()
         super().process()
 
+    def connectionLost(self, reason: Failure) -> None:
+        # A request whose client went away before its answer ended (an event stream the
+        # client closed, a request it gave up on) still gets its access line.
+        if not self.finished and getattr(self, "bridge_started", None) is not None:
+            if not self.startedWriting:
+                self.bridge_status = CLIENT_GONE
+            if self.site is not None:
+                self.site.log(self)
+        super().connectionLost(reason)
+
     def gotLength(self, length: int | None) -> None:
         limit = self._max_body()
         if length is not None and length > limit:
@@ -126,12 +183,26 @@ class BridgeSite(Site):
     """The Site with the bridge's request class, idle timeout and access log."""
 
     requestFactory = LimitedRequest
+    protocol = GuardedChannel  # type: ignore[assignment]  # an HTTP/1.1 channel; no HTTP/2
     noisy = False
+    # Seconds to receive a request's headers, then its body (see bridge.limits.GuardedChannel).
+    header_timeout: float | None = 10.0
+    body_timeout: float | None = 30.0
 
     def __init__(self, resource: Resource, max_body: int, idle_timeout: float, clock: IReactorTime) -> None:
-        super().__init__(resource, timeout=idle_timeout, reactor=clock)
+        # The API reads JSON bodies only. By default Twisted parses every POST's Content-Type
+        # (building an email message: 14% of the CPU of POST /api/messages) to merge form
+        # fields into ``args``; without it ``args`` is the query string alone, as meant.
+        try:
+            super().__init__(resource, timeout=idle_timeout, reactor=clock, parsePOSTFormSubmission=False)
+        except TypeError:  # a Twisted from before that argument
+            super().__init__(resource, timeout=idle_timeout, reactor=clock)
         self.max_body = max_body
         self._clock = clock
+        # Open connections, for the shutdown drain; True once it has begun (bridge.shutdown).
+        self.channels: set[GuardedChannel] = set()
+        self.draining = False
+        self.metrics: BridgeMetrics | None = None
 
     def log(self, request: http.Request) -> None:
         started = getattr(request, "bridge_started", None)
@@ -140,14 +211,29 @@ class BridgeSite(Site):
             "{method} {path} {status} {duration:.1f}ms user={user}",
             method=request.method.decode("ascii", "replace"),
             path=request.path.decode("utf-8", "replace"),
-            status=request.code,
+            status=getattr(request, "bridge_status", request.code),
             duration=duration,
             user=getattr(request, "bridge_user", "-"),
         )
 
 
 def build_site(
-    groups: ApiGroups, cors_origins: list[str], max_body: int, idle_timeout: float, clock: IReactorTime
+    groups: ApiGroups,
+    cors_origins: list[str],
+    max_body: int,
+    idle_timeout: float,
+    clock: IReactorTime,
+    limits: RequestLimits | None = None,
+    metrics: BridgeMetrics | None = None,
+    readiness: Readiness | None = None,
 ) -> BridgeSite:
-    resource = CorsResource(BridgeApi(groups).app.resource(), cors_origins)
-    return BridgeSite(resource, max_body, idle_timeout, clock)
+    """The site: metrics around CORS around the limits around the API (each one optional)."""
+    resource: Resource = BridgeApi(groups, readiness).app.resource()
+    if limits is not None:
+        resource = LimitsResource(resource, limits)
+    resource = CorsResource(resource, cors_origins)
+    if metrics is not None:
+        resource = InstrumentedResource(resource, metrics)
+    site = BridgeSite(resource, max_body, idle_timeout, clock)
+    site.metrics = metrics
+    return site

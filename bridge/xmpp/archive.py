@@ -1,21 +1,30 @@
 """XEP-0313 Message Archive Management (urn:xmpp:mam:2) queries, with XEP-0059 paging.
 
-The REST API asks for "the latest ``limit`` messages before a time": one MAM query with an
+The REST API asks for "the latest ``limit`` messages before a time": a MAM query with an
 ``end`` filter and an empty RSM ``<before/>`` (the last page), whose results the server
-sends in chronological order.
+sends in chronological order. Servers cap a page below the API's 500: ejabberd 23.01 at
+250, Prosody 0.12 at ``max_archive_query_results`` (50 unless raised). While the server
+says the archive holds more (no ``<fin complete='true'/>``), the client asks for the page
+before the first result (RSM ``<before>id</before>``) until ``limit`` messages are in.
+
+Servers stamp archived messages at different resolutions: Prosody 0.12 in whole seconds,
+ejabberd 23.01 in microseconds (``2026-11-26T08:26:37.912932Z``). The API speaks
+milliseconds, so a message stamped ``.912932`` is reported as ``...912`` and must count as
+"at or before ...912 ms": the ``end`` filter is the last microsecond of that millisecond.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
-from bridge.convert import bare, child, delay_timestamp, format_timestamp
+from bridge.convert import bare, child, delay_timestamp
 from bridge.xmpp.errors import FeatureUnavailable
 
 NS_MAM = "urn:xmpp:mam:2"
@@ -23,6 +32,7 @@ NS_FORWARD = "urn:xmpp:forward:0"
 NS_RSM = "http://jabber.org/protocol/rsm"
 NS_DATA = "jabber:x:data"
 RESULT = f"/message/result[@xmlns='{NS_MAM}']"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -40,8 +50,19 @@ def _field(form: domish.Element, var: str, value: str, field_type: str | None = 
     element.addElement("value", content=value)
 
 
-def build_query(query_id: str, with_jid: JID | None, end: int | None, limit: int) -> domish.Element:
-    """A MAM query for the last ``limit`` messages (with ``with_jid``, at or before ``end`` ms)."""
+def format_end(milliseconds: int) -> str:
+    """The XEP-0082 time of the last microsecond within Unix millisecond ``milliseconds``."""
+    moment = EPOCH + timedelta(milliseconds=milliseconds, microseconds=999)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def build_query(
+    query_id: str, with_jid: JID | None, end: int | None, limit: int, before_id: str = ""
+) -> domish.Element:
+    """A MAM query for the last ``limit`` messages (with ``with_jid``, at or before ``end`` ms).
+
+    ``before_id`` pages back: only messages archived before the result with that id.
+    """
     query = domish.Element((NS_MAM, "query"))
     query["queryid"] = query_id
     form = query.addElement((NS_DATA, "x"))
@@ -50,11 +71,29 @@ def build_query(query_id: str, with_jid: JID | None, end: int | None, limit: int
     if with_jid is not None:
         _field(form, "with", with_jid.userhost())
     if end is not None:
-        _field(form, "end", format_timestamp(end))
+        _field(form, "end", format_end(end))
     rsm = query.addElement((NS_RSM, "set"))
     rsm.addElement("max", content=str(limit))
-    rsm.addElement("before")
+    rsm.addElement("before", content=before_id or None)
     return query
+
+
+@dataclass(frozen=True)
+class PageEnd:
+    """What a MAM ``<fin/>`` says: whether the archive has nothing more, and the page's first id."""
+
+    complete: bool
+    first: str | None
+
+
+def parse_fin(result: domish.Element) -> PageEnd:
+    """The ``<fin/>`` of a MAM query's result IQ; a missing one counts as complete."""
+    fin = child(result, "fin", NS_MAM)
+    if fin is None:
+        return PageEnd(True, None)
+    rsm = child(fin, "set", NS_RSM)
+    first = None if rsm is None else child(rsm, "first", NS_RSM)
+    return PageEnd(fin.getAttribute("complete") in ("true", "1"), str(first) if first is not None else None)
 
 
 def parse_result(message: domish.Element) -> tuple[str, ArchivedMessage] | None:
@@ -96,11 +135,25 @@ class ArchiveClient(XMPPHandler):
         self, with_jid: JID | None, end: int | None, limit: int, archive: JID | None = None
     ) -> list[ArchivedMessage]:
         """The last ``limit`` messages of ``archive`` (default: the user's own), oldest first."""
+        found: list[ArchivedMessage] = []
+        before_id = ""
+        while True:
+            page, page_end = await self._page(with_jid, end, limit - len(found), before_id, archive)
+            found[:0] = page
+            before_id = page_end.first or (page[0].archive_id if page else "")
+            if page_end.complete or not page or not before_id or len(found) >= limit:
+                break
+        return found[-limit:] if limit > 0 else []
+
+    async def _page(
+        self, with_jid: JID | None, end: int | None, limit: int, before_id: str, archive: JID | None
+    ) -> tuple[list[ArchivedMessage], PageEnd]:
+        """One MAM query: up to ``limit`` results before ``before_id``, and its ``<fin/>``."""
         query_id = secrets.token_hex(8)
         self._results[query_id] = (archive.userhost() if archive else None, [])
         try:
-            await self.parent.iq("set", build_query(query_id, with_jid, end, limit), to=archive)
-            return self._results[query_id][1]
+            result = await self.parent.iq("set", build_query(query_id, with_jid, end, limit, before_id), to=archive)
+            return self._results[query_id][1], parse_fin(result)
         except StanzaError as e:
             if archive is None and e.condition in ("service-unavailable", "feature-not-implemented"):
                 raise FeatureUnavailable("the XMPP server has no message archive (XEP-0313)") from None

@@ -23,3 +23,35 @@ class ServerTimeout(XmppError):
 
 class FeatureUnavailable(XmppError):
     """The user's server does not offer a protocol the operation needs (e.g. MAM)."""
+
+
+class RoomError(XmppError):
+    """A MUC Light service refused a room request; the message is meant for the client."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RoomNotFound(RoomError):
+    """No such room (or, from a server that does not say, a room the user is not in)."""
+
+
+class NotRoomMember(RoomError):
+    """The room exists and the user does not occupy it."""
+
+
+class RoomNotAllowed(RoomError):
+    """The user occupies the room but may not do this (not the owner, ...)."""
+
+
+class RoomExists(RoomError):
+    """A room with the requested id exists already."""
+
+
+class RoomBadRequest(RoomError):
+    """The service found the request malformed."""
+
+
+class RoomServiceNotFound(RoomError):
+    """The configured MUC Light service does not answer: not declared, or not connected."""
