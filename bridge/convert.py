@@ -78,6 +78,10 @@ def properties_of(message: domish.Element) -> dict[str, str] | None:
     properties = child(message, "properties", NS_PROPERTIES)
     if properties is None:
         return None
+    return _property_map(properties)
+
+
+def _property_map(properties: domish.Element) -> dict[str, str]:
     result: dict[str, str] = {}
     for prop in properties.elements(NS_PROPERTIES, "property"):
         name = child(prop, "name", NS_PROPERTIES)
@@ -104,20 +108,37 @@ def message_to_json(message: domish.Element, timestamp: int, fallback_id: str = 
         "to": bare(message.getAttribute("to")),
         "timestamp": timestamp,
     }
-    body = child(message, "body", NS_CLIENT)
+    # One pass over the children (this runs for each of the up to 500 messages of an archive
+    # page); the first element of each kind counts, as with ``child`` and ``chat_marker_of``.
+    body = thread = properties = None
+    marker: dict[str, str] | None = None
+    markable = False
+    for element in message.children:
+        if not isinstance(element, domish.Element):
+            continue
+        uri, name = element.uri, element.name
+        if uri == NS_CLIENT:
+            if name == "body" and body is None:
+                body = element
+            elif name == "thread" and thread is None:
+                thread = element
+        elif uri == NS_CHAT_MARKERS:
+            if name == "markable":
+                markable = True
+            elif marker is None and name in CHAT_MARKERS and element.getAttribute("id"):
+                marker = {"type": name, "id": element["id"]}
+        elif uri == NS_PROPERTIES and name == "properties" and properties is None:
+            properties = element
     if body is not None:
         result["body"] = str(body)
-    thread = child(message, "thread", NS_CLIENT)
     if thread is not None and str(thread):
         result["thread"] = str(thread)
         if thread.getAttribute("parent"):
             result["parent"] = thread["parent"]
-    properties = properties_of(message)
     if properties is not None:
-        result["properties"] = properties
-    if child(message, "markable", NS_CHAT_MARKERS) is not None:
+        result["properties"] = _property_map(properties)
+    if markable:
         result["markable"] = True
-    marker = chat_marker_of(message)
     if marker is not None:
         result["chat_marker"] = marker
     return result
@@ -155,3 +176,41 @@ def build_message(
     if chat_marker is not None:
         message.addElement((NS_CHAT_MARKERS, chat_marker["type"]))["id"] = chat_marker["id"]
     return message
+
+
+# --- MUC Light room messages (the room archive's JSON, and SSE ``room.message`` events) ---
+
+NS_MUCLIGHT_AFFILIATIONS = "urn:xmpp:muclight:0#affiliations"
+
+
+def room_message_to_json(message: domish.Element, timestamp: int, fallback_id: str = "") -> dict[str, Any]:
+    """A message from a MUC Light room as MongooseIM's API showed it.
+
+    A groupchat message comes from ``room@service/occupant-bare-jid``: ``type`` "message",
+    ``from`` the occupant, with ``body``, ``markable`` and ``chat_marker`` when present. An
+    affiliation notice (``urn:xmpp:muclight:0#affiliations``, from the room's bare JID):
+    ``type`` "affiliation", ``from`` the room, and its first ``user`` and ``affiliation``.
+    """
+    sender = message.getAttribute("from", "")
+    room, _, occupant = sender.partition("/")
+    result: dict[str, Any] = {"id": message.getAttribute("id") or fallback_id, "timestamp": timestamp}
+    notice = child(message, "x", NS_MUCLIGHT_AFFILIATIONS)
+    user = child(notice, "user", NS_MUCLIGHT_AFFILIATIONS) if notice is not None else None
+    if user is not None:
+        result.update(
+            type="affiliation",
+            **{"from": bare(room) or room},
+            affiliation=user.getAttribute("affiliation", ""),
+            user=bare(str(user)) or str(user),
+        )
+        return result
+    result.update(type="message", **{"from": bare(occupant) or occupant or bare(room) or room})
+    body = next((each for each in message.elements() if each.name == "body" and each.uri in (None, NS_CLIENT)), None)
+    if body is not None:
+        result["body"] = str(body)
+    if child(message, "markable", NS_CHAT_MARKERS) is not None:
+        result["markable"] = True
+    marker = chat_marker_of(message)
+    if marker is not None:
+        result["chat_marker"] = marker
+    return result

@@ -8,15 +8,31 @@ client or a stanza goes through ``parse``.
 
 from __future__ import annotations
 
+import functools
+
 from twisted.words.protocols.jabber.jid import JID
 
 MAX_PART_BYTES = 1023
+# Twisted's stringprep costs about 0.1 ms per JID, and every request parses the same few
+# (its user, its recipient, every archived message's sender): results of texts up to this
+# long are kept, at most CACHED_JIDS of them, so hostile input cannot grow the cache.
+CACHED_TEXT = 512
+CACHED_JIDS = 8192
 
 
 def parse(text: object) -> JID | None:
-    """The normalised JID ``text`` stands for, or None when it is not a valid JID."""
+    """The normalised JID ``text`` stands for, or None when it is not a valid JID.
+
+    Callers share the returned JID objects: treat them as immutable, as Twisted does.
+    """
     if not isinstance(text, str) or not text:
         return None
+    if len(text) <= CACHED_TEXT:
+        return _parse_cached(text)
+    return _parse(text)
+
+
+def _parse(text: str) -> JID | None:
     # Twisted reads "@b" and "a@b/" as JIDs without a localpart or resource; they are invalid.
     head, slash, resource = text.partition("/")
     local, at, _ = head.partition("@")
@@ -30,3 +46,6 @@ def parse(text: object) -> JID | None:
         if part is not None and (not part or len(part.encode("utf-8")) > MAX_PART_BYTES):
             return None
     return jid
+
+
+_parse_cached = functools.lru_cache(maxsize=CACHED_JIDS)(_parse)

@@ -7,6 +7,10 @@ user's password on an unencrypted stream unless the admin chose ``tls = "disable
 
 from __future__ import annotations
 
+import contextlib
+import socket
+from typing import Any
+
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.words.protocols.jabber import client, sasl, sasl_mechanisms, xmlstream
 from twisted.words.protocols.jabber.jid import JID
@@ -16,12 +20,38 @@ class PlaintextRefused(sasl.SASLError):
     """The stream is not encrypted and the only mechanism offered would send the password."""
 
 
+def acknowledge_promptly(transport: Any) -> None:
+    """Acknowledge every TCP segment from the server at once instead of up to 40 ms later.
+
+    Servers that leave Nagle's algorithm on (Prosody's default) hold a small write back
+    until their previous one is acknowledged, and Linux delays acknowledgements on a
+    connection that just sent something. With TLS 1.3 the server's session tickets are
+    such a previous write: the stream features after STARTTLS arrived 40 ms late, and so
+    could any answer that follows another stanza. TCP_QUICKACK is not sticky, so it is set
+    again after each read (which also sends an acknowledgement still pending).
+    """
+    sock = getattr(transport, "socket", None)
+    protocol = getattr(transport, "protocol", None)
+    if sock is None or protocol is None or not hasattr(socket, "TCP_QUICKACK"):
+        return
+    received = protocol.dataReceived
+
+    def data_received(data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        received(data)
+
+    protocol.dataReceived = data_received
+
+
 class _TLSInitializer(xmlstream.TLSInitiatingInitializer):
     """STARTTLS that records on the authenticator whether the stream is now encrypted."""
 
     def onProceed(self, obj: object) -> None:
         super().onProceed(obj)
         self.xmlstream.authenticator.encrypted = True
+        # startTLS put the TLS protocol between the socket and the stream.
+        acknowledge_promptly(self.xmlstream.transport)
 
 
 class _SASLInitializer(sasl.SASLInitiatingInitializer):

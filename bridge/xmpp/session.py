@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from OpenSSL import SSL
@@ -45,9 +45,15 @@ class ConnectSettings:
     tls_mode: str
     trust_root: Any  # an IOpenSSLTrustRoot (ca_file or the platform's trust)
     timeout: float
+    # One TLS client configuration (an OpenSSL context) per domain, shared by its sessions:
+    # a context per session cost 16 KB of memory per session and a CA load per login.
+    _tls: dict[str, IOpenSSLClientConnectionCreator] = field(default_factory=dict, compare=False, repr=False)
 
     def tls_options(self, domain: str) -> IOpenSSLClientConnectionCreator:
-        return ssl.optionsForClientTLS(domain, trustRoot=self.trust_root)
+        options = self._tls.get(domain)
+        if options is None:
+            options = self._tls[domain] = ssl.optionsForClientTLS(domain, trustRoot=self.trust_root)
+        return options
 
 
 class IqRequest(generic.Request):
@@ -71,6 +77,8 @@ class Session(StreamManager):
         super().__init__(factory, reactor=reactor)
         self.timeout = timeout
         self.jid: JID | None = None
+        # The user's server, which answers the pings of round_trip (parsed once, not per ping).
+        self.server_jid: JID | None = None
         self.ended: defer.Deferred[None] = defer.Deferred()
         # Kept by the pool: when a request last used the session, and how many streams hold it.
         self.last_used = 0.0
@@ -93,6 +101,7 @@ class Session(StreamManager):
 
     def _authd(self, xs: xmlstream.XmlStream) -> None:
         self.jid = xs.authenticator.jid
+        self.server_jid = JID(tuple=(None, self.jid.host, None))
         # The password is not needed once the stream is authenticated; do not keep it.
         xs.authenticator.password = None
         super()._authd(xs)
@@ -126,9 +135,8 @@ class Session(StreamManager):
         Any answer counts, an error too: the server handles a stream's stanzas in order.
         """
         ping = domish.Element((NS_PING, "ping"))
-        assert self.jid is not None
         with contextlib.suppress(StanzaError):
-            await self.iq("get", ping, to=JID(self.jid.host))
+            await self.iq("get", ping, to=self.server_jid)
 
     def close(self) -> None:
         """End the stream politely; handlers see connectionLost as usual."""
