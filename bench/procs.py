@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import harness.prosody
-from harness.prosody import ProsodyServer, free_port, wait_for_port
+from harness.prosody import ProsodyServer
+from harness.server import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"

@@ -30,10 +30,8 @@ import json
 import os
 import pwd
 import secrets
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -42,8 +40,8 @@ from typing import Any
 
 import yaml
 
-from harness.prosody import free_port, wait_for_port
-from harness.tls import CertificateFiles, make_certificates
+from harness.server import XmppTestServer, free_port, wait_for_port
+from harness.tls import make_certificates
 
 EJABBERDCTL = "/usr/sbin/ejabberdctl"
 SNIPPET = Path(__file__).resolve().parent.parent / "etc" / "ejabberd-component.yml"
@@ -67,7 +65,7 @@ def load_snippet(component: str, port: int, password: str) -> dict[str, Any]:
     return snippet
 
 
-class EjabberdServer:
+class EjabberdServer(XmppTestServer):
     """One ejabberd node with one user domain and one component."""
 
     name = "ejabberd"
@@ -84,28 +82,11 @@ class EjabberdServer:
     ) -> None:
         if archive not in ("sql", "internal", "off"):
             raise ValueError(f"archive must be sql, internal or off, not {archive!r}")
-        self.domain = domain
-        self.component = component
-        self.privileges = privileges
-        self.archive = archive
-        self.c2s_port = c2s_port or free_port()
-        self.component_port = component_port or free_port()
+        parent = RAM_DIR if RAM_DIR.is_dir() and os.access(RAM_DIR, os.W_OK) else None
+        super().__init__(domain, component, privileges, archive, c2s_port, component_port, workdir, parent)
         self.http_port = free_port()
         self.dist_port = free_port()
         self.node = f"bridge-{secrets.token_hex(4)}@localhost"
-        self.component_secret = secrets.token_hex(16)
-        self._own_workdir = workdir is None
-        if workdir is None:
-            parent = RAM_DIR if RAM_DIR.is_dir() and os.access(RAM_DIR, os.W_OK) else None
-            workdir = Path(tempfile.mkdtemp(prefix="bridge-ejabberd-", dir=parent))
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-        self.certificates: CertificateFiles | None = None
-
-    @property
-    def ca_file(self) -> Path:
-        assert self.certificates is not None
-        return self.certificates.ca_file
 
     @property
     def log_dir(self) -> Path:
@@ -291,12 +272,3 @@ class EjabberdServer:
             else:
                 os.killpg(self.process.pid, signal.SIGKILL)
         self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def cleanup(self) -> None:
-        self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)

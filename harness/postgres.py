@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from harness.prosody import free_port, wait_for_port
+from harness.server import free_port, wait_for_port
 
 _url: str | None = None
 _tried = False

@@ -12,36 +12,14 @@ from __future__ import annotations
 
 import os
 import pwd
-import secrets
-import shutil
 import signal
-import socket
 import subprocess
-import tempfile
-import time
 from pathlib import Path
 
-from harness.tls import CertificateFiles, make_certificates
+from harness.server import XmppTestServer, wait_for_port
+from harness.tls import make_certificates
 
 PROSODY = "prosody"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
 def _store_name(value: str) -> str:
@@ -53,7 +31,7 @@ def _lua_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class ProsodyServer:
+class ProsodyServer(XmppTestServer):
     """One Prosody process with one user domain and one declared component."""
 
     name = "prosody"
@@ -68,22 +46,7 @@ class ProsodyServer:
         component_port: int | None = None,
         workdir: Path | None = None,
     ) -> None:
-        self.domain = domain
-        self.component = component
-        self.privileges = privileges
-        self.archive = archive
-        self.c2s_port = c2s_port or free_port()
-        self.component_port = component_port or free_port()
-        self.component_secret = secrets.token_hex(16)
-        self._own_workdir = workdir is None
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="bridge-prosody-"))
-        self.process: subprocess.Popen[bytes] | None = None
-        self.certificates: CertificateFiles | None = None
-
-    @property
-    def ca_file(self) -> Path:
-        assert self.certificates is not None
-        return self.certificates.ca_file
+        super().__init__(domain, component, privileges, archive, c2s_port, component_port, workdir)
 
     @property
     def log_file(self) -> Path:
@@ -196,12 +159,3 @@ Component {_lua_string(self.component)}
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def cleanup(self) -> None:
-        self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)

@@ -9,7 +9,8 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial import unittest
 
 from harness.fixture import RunningBridge, bridge_config
-from harness.prosody import ProsodyServer, free_port
+from harness.prosody import ProsodyServer
+from harness.server import free_port
 from tests.integration.base import Reply, basic
 
 

@@ -23,7 +23,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from bridge.logs import event_record
 from harness.fixture import RunningBridge, bridge_config, new_user, xmpp_server
-from harness.prosody import free_port, wait_for_port
+from harness.server import free_port, wait_for_port
 from tests.integration.base import BridgeTestCase, basic
 from tests.integration.test_twistd import twistd
 

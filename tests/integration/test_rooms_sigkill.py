@@ -16,7 +16,7 @@ from twisted.internet import threads
 from twisted.trial import unittest
 
 from harness.fixture import new_user, xmpp_server
-from harness.prosody import free_port, wait_for_port
+from harness.server import free_port, wait_for_port
 from tests.integration.test_twistd import twistd
 
 
