@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8089, help="HTTP port of the bridge (default 8089)")
     args = parser.parse_args()
+    # SIGTERM (kill, timeout) must run the finally below too, or Prosody outlives the demo.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     workdir = Path(tempfile.mkdtemp(prefix="bridge-demo-"))
     server = ProsodyServer()
     server.start()
