@@ -14,6 +14,22 @@ from twisted.words.protocols.jabber import client, xmlstream
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
+NS_PROPERTIES = "http://www.jivesoftware.com/xmlns/xmpp/properties"
+
+
+def smack_message(to: str, body: str, stanza_id: str = "smack-1") -> domish.Element:
+    """A chat message as Smack sends it: thread with parent, and typed jivesoftware properties."""
+    message = domish.Element((None, "message"))
+    message["to"], message["type"], message["id"] = to, "chat", stanza_id
+    message.addElement("body", content=body)
+    message.addElement("thread", content="e0ff")["parent"] = "7edac"
+    props = message.addElement((NS_PROPERTIES, "properties"))
+    for name, kind, value in (("some_number", "integer", "123"), ("some_string", "string", "abc")):
+        prop = props.addElement("property")
+        prop.addElement("name", content=name)
+        prop.addElement("value", content=value)["type"] = kind
+    return message
+
 
 class PlainClient:
     """One logged-in client stream with an inbox of received message stanzas."""

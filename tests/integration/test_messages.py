@@ -6,7 +6,8 @@ import time
 
 from twisted.words.xish import domish
 
-from bridge.convert import NS_PROPERTIES, properties_of
+from bridge.convert import properties_of
+from harness.xmpp_client import smack_message
 from tests.integration.base import BridgeTestCase
 
 
@@ -61,16 +62,8 @@ class SendMessageTests(BridgeTestCase):
         """A Smack-style stanza with typed properties, thread and parent reads back as in DESIGN.md."""
         alice, bob = self.new_user("alice"), self.new_user("bob")
         phone = await self.client(bob)
-        message = domish.Element((None, "message"))
-        message["to"], message["type"], message["id"] = alice[0], "chat", "smack-1"
-        message.addElement("body", content="Hi!")
-        message.addElement("thread", content="e0ff")["parent"] = "7edac"
-        props = message.addElement((NS_PROPERTIES, "properties"))
-        for name, kind, value in (("some_number", "integer", "123"), ("some_string", "string", "abc")):
-            prop = props.addElement("property")
-            prop.addElement("name", content=name)
-            prop.addElement("value", content=value)["type"] = kind
-        broken = props.addElement("property")
+        message = smack_message(alice[0], "Hi!")
+        broken = message.properties.addElement("property")
         broken.addElement("value", content="no name")
         phone.send(message)
         await phone.iq("get", domish.Element(("urn:xmpp:ping", "ping")), to=self.server.domain)

@@ -20,10 +20,9 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from zope.interface import implementer
 
-from bridge.convert import NS_PROPERTIES
 from harness.browser import HeadlessChromium, chromium_paths
 from harness.fixture import RunningBridge, bridge_config
-from harness.xmpp_client import PlainClient
+from harness.xmpp_client import PlainClient, smack_message
 from tests.integration.base import BridgeTestCase, basic
 
 NS_CARBONS = "urn:xmpp:carbons:2"
@@ -166,16 +165,7 @@ class MessageEventTests(SseTestCase):
         alice, bob = self.new_user("alice"), self.new_user("bob")
         reader = await self.open_stream(alice)
         phone = await self.client(bob)
-        message = domish.Element((None, "message"))
-        message["to"], message["type"], message["id"] = alice[0], "chat", "smack-1"
-        message.addElement("body", content='Hi <&> "alice"\nline two')
-        message.addElement("thread", content="e0ff")["parent"] = "7edac"
-        props = message.addElement((NS_PROPERTIES, "properties"))
-        for name, kind, value in (("some_number", "integer", "123"), ("some_string", "string", "abc")):
-            prop = props.addElement("property")
-            prop.addElement("name", content=name)
-            prop.addElement("value", content=value)["type"] = kind
-        phone.send(message)
+        phone.send(smack_message(alice[0], 'Hi <&> "alice"\nline two'))
         event = await reader.next()
         self.assertEqual(event.name, "message")
         assert event.id is not None and reader.last_id is not None
