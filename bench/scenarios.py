@@ -605,19 +605,8 @@ def scenario_sse(run: Run) -> None:
             time.sleep(2)
             after = bridge.rss_kb()
             per_stream = (after - before) / streams
-            meter = CpuMeter({"bridge": bridge.pid, "prosody": prosody_pid(server), "readers": readers.process.pid})
-            started = now_us()
-            sent = senders.command(
-                "rate",
-                targets=[jid for jid, _ in users],
-                rate=sizes.sse_rate,
-                seconds=sizes.sse_seconds,
-                timeout=sizes.sse_seconds + 120,
-            )
-            ended = now_us()
-            cpu = meter.stop()
-            time.sleep(1)
-            delivered = readers.command("report", since=started, until=ended)
+            pids = {"bridge": bridge.pid, "prosody": prosody_pid(server), "readers": readers.process.pid}
+            sent, delivered, cpu = _send_at_rate(run, senders, readers, users, pids)
         finally:
             if senders is not None:
                 senders.close()
@@ -661,26 +650,34 @@ def scenario_sse(run: Run) -> None:
             )
 
 
+def _send_at_rate(
+    run: Run, senders: Worker, receivers: Worker, users: list[tuple[str, str]], pids: dict[str, int | None]
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Send to random ``users`` at the scenario's rate; what was sent, what arrived, CPU use."""
+    sizes = run.sizes
+    meter = CpuMeter(pids)
+    started = now_us()
+    sent = senders.command(
+        "rate",
+        targets=[jid for jid, _ in users],
+        rate=sizes.sse_rate,
+        seconds=sizes.sse_seconds,
+        timeout=sizes.sse_seconds + 120,
+    )
+    ended = now_us()
+    cpu = meter.stop()
+    time.sleep(1)
+    return sent, receivers.command("report", since=started, until=ended), cpu
+
+
 def _sse_plain_baseline(
     run: Run, server: ProsodyServer, senders: Worker, users: list[tuple[str, str]]
 ) -> dict[str, Any]:
     """The same messages to the same users, received by plain XMPP clients instead of streams."""
-    sizes = run.sizes
     receivers = run.worker(server, f"sse-plain-{len(users)}", users, record=True, available=True, parallel=50)
     try:
-        meter = CpuMeter({"prosody": prosody_pid(server), "receivers": receivers.process.pid})
-        started = now_us()
-        sent = senders.command(
-            "rate",
-            targets=[jid for jid, _ in users],
-            rate=sizes.sse_rate,
-            seconds=sizes.sse_seconds,
-            timeout=sizes.sse_seconds + 120,
-        )
-        ended = now_us()
-        cpu = meter.stop()
-        time.sleep(1)
-        delivered = receivers.command("report", since=started, until=ended)
+        pids = {"prosody": prosody_pid(server), "receivers": receivers.process.pid}
+        sent, delivered, cpu = _send_at_rate(run, senders, receivers, users, pids)
     finally:
         receivers.close()
     time.sleep(1)
