@@ -19,7 +19,16 @@ from pathlib import Path
 from harness.server import XmppTestServer, wait_for_port
 from harness.tls import make_certificates
 
-PROSODY = "prosody"
+# BRIDGE_PROSODY: another Prosody's launcher, e.g. a backports package unpacked with
+# ``dpkg-deb -x`` whose CFG_SOURCEDIR points into it; its own modules directory is used.
+PROSODY = os.environ.get("BRIDGE_PROSODY", "prosody")
+
+
+def _plugin_path() -> str:
+    launcher = Path(PROSODY)
+    if launcher.is_absolute():
+        return str(launcher.parent.parent / "lib" / "prosody" / "modules")
+    return "/usr/lib/prosody/modules"
 
 
 def _store_name(value: str) -> str:
@@ -69,7 +78,7 @@ class ProsodyServer(XmppTestServer):
 certificates = {_lua_string(work)}
 pidfile = {_lua_string(work + "/prosody.pid")}
 data_path = {_lua_string(work + "/data")}
-plugin_paths = {{ "/usr/lib/prosody/modules" }}
+plugin_paths = {{ {_lua_string(_plugin_path())} }}
 log = {{ {{ levels = {{ min = "info" }}, to = "file", filename = {_lua_string(str(self.log_file))} }} }}
 interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {self.c2s_port} }}

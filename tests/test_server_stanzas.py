@@ -12,7 +12,7 @@ from twisted.words.xish import domish
 from wokkel.generic import parseXml
 
 from bridge.convert import message_to_json
-from bridge.xmpp.archive import ArchiveClient, build_query, format_end, parse_result
+from bridge.xmpp.archive import MAX_END, ArchiveClient, build_query, format_end, parse_result, server_end
 
 # Prosody: no 'from', <delay> before the message, whole-second stamp, UUID archive ids.
 PROSODY_RESULT = """<message xmlns='jabber:client' to='alice@localhost/phone'>
@@ -58,15 +58,21 @@ class ArchiveEndTests(unittest.TestCase):
         """The end filter covers sub-millisecond stamps (ejabberd) of the last millisecond asked for."""
         self.assertEqual(format_end(1795681597912), "2026-11-26T08:26:37.912999Z")
         self.assertEqual(format_end(0), "1970-01-01T00:00:00.000999Z")
+
+    def test_server_end_is_past_the_next_whole_second(self) -> None:
+        """The end sent to the server survives Prosody 13 flooring it to seconds (results are filtered after)."""
         query = build_query("q", None, 1795681597912, 5)
         values = {str(f["var"]): str(f.value) for f in query.x.elements() if f.name == "field"}
-        self.assertEqual(values["end"], "2026-11-26T08:26:37.912999Z")
+        self.assertEqual(values["end"], "2026-11-26T08:26:38.999999Z")
+        self.assertEqual(server_end(1795681597000), 1795681598999)
+        self.assertEqual(server_end(MAX_END), MAX_END)
 
 
 class CappedArchive:
     """Stands in for a session whose server holds ``total`` messages and caps pages at ``cap``."""
 
     def __init__(self, client: ArchiveClient, total: int, cap: int) -> None:
+        # Message n is stamped n seconds after 2026-01-01T00:00:00Z; the server ignores ``end``.
         self.jid = JID("alice@localhost/rest-1")
         self.client = client
         self.ids = [str(1000 + n) for n in range(total)]
@@ -80,11 +86,12 @@ class CappedArchive:
         older = self.ids[: self.ids.index(before)] if before else self.ids
         page = older[-min(limit, self.cap) :] if limit else []
         for archive_id in page:
+            stamp = f"2026-01-01T00:{(int(archive_id) - 1000) // 60:02d}:{(int(archive_id) - 1000) % 60:02d}Z"
             self.client._on_result(
                 parseXml(
                     f"<message xmlns='jabber:client'><result xmlns='urn:xmpp:mam:2' queryid='{payload['queryid']}'"
                     f" id='{archive_id}'><forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay'"
-                    f" stamp='2026-01-01T00:00:00Z'/><message id='{archive_id}'/></forwarded></result></message>"
+                    f" stamp='{stamp}'/><message id='{archive_id}'/></forwarded></result></message>"
                 )
             )
         complete = "true" if len(page) == len(older) else "false"
@@ -99,11 +106,18 @@ class PagingTests(unittest.TestCase):
     def setUp(self) -> None:
         self.client = ArchiveClient()
 
-    async def query(self, total: int, cap: int, limit: int) -> tuple[list[str], CappedArchive]:
+    async def query(self, total: int, cap: int, limit: int, end: int | None = None) -> tuple[list[str], CappedArchive]:
         server = CappedArchive(self.client, total, cap)
         self.client.parent = server  # type: ignore[assignment]
-        found = await self.client.query(None, None, limit)
+        found = await self.client.query(None, end, limit)
         return [item.archive_id for item in found], server
+
+    async def test_drops_results_newer_than_end(self) -> None:
+        """Results past ``end`` that a coarse server filter let through are dropped, and paging fills the limit."""
+        start = 1767225600000  # 2026-01-01T00:00:00Z
+        ids, server = await self.query(total=100, cap=20, limit=30, end=start + 89_000)
+        self.assertEqual(ids, [str(1000 + n) for n in range(60, 90)])
+        self.assertEqual(server.queries[0], ("30", ""))
 
     async def test_pages_back_until_limit(self) -> None:
         """A server capping pages at 250 (ejabberd) is asked for earlier pages until the limit is reached."""

@@ -10,7 +10,11 @@ before the first result (RSM ``<before>id</before>``) until ``limit`` messages a
 Servers stamp archived messages at different resolutions: Prosody 0.12 in whole seconds,
 ejabberd 23.01 in microseconds (``2026-11-26T08:26:37.912932Z``). The API speaks
 milliseconds, so a message stamped ``.912932`` is reported as ``...912`` and must count as
-"at or before ...912 ms": the ``end`` filter is the last microsecond of that millisecond.
+"at or before ...912 ms". Prosody 13 stamps in microseconds too, but its SQL store compares
+``end`` in whole seconds (it floors the filter), so it would leave out a message stamped
+``.500`` when asked for everything up to ``.501``. The query therefore asks the server for a
+little more (up to the end of the next whole second) and the client drops what is newer
+than the millisecond asked for, paging on until ``limit`` messages are in.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ NS_RSM = "http://jabber.org/protocol/rsm"
 NS_DATA = "jabber:x:data"
 RESULT = f"/message/result[@xmlns='{NS_MAM}']"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The last millisecond XEP-0082 times can carry (9999-12-31T23:59:59.999Z).
+MAX_END = 253402300799999
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,15 @@ def format_end(milliseconds: int) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def server_end(milliseconds: int) -> int:
+    """The ``end`` (Unix ms) to ask a server for, so that one flooring it to seconds loses nothing.
+
+    ``floor(server_end / 1000)`` is past every instant of ``milliseconds``; results newer than
+    ``milliseconds`` are dropped by ``ArchiveClient.query``.
+    """
+    return min((milliseconds // 1000 + 2) * 1000 - 1, MAX_END)
+
+
 def build_query(
     query_id: str, with_jid: JID | None, end: int | None, limit: int, before_id: str = ""
 ) -> domish.Element:
@@ -71,7 +86,7 @@ def build_query(
     if with_jid is not None:
         _field(form, "with", with_jid.userhost())
     if end is not None:
-        _field(form, "end", format_end(end))
+        _field(form, "end", format_end(server_end(end)))
     rsm = query.addElement((NS_RSM, "set"))
     rsm.addElement("max", content=str(limit))
     rsm.addElement("before", content=before_id or None)
@@ -139,7 +154,7 @@ class ArchiveClient(XMPPHandler):
         before_id = ""
         while True:
             page, page_end = await self._page(with_jid, end, limit - len(found), before_id, archive)
-            found[:0] = page
+            found[:0] = page if end is None else [item for item in page if item.timestamp <= end]
             before_id = page_end.first or (page[0].archive_id if page else "")
             if page_end.complete or not page or not before_id or len(found) >= limit:
                 break
