@@ -23,8 +23,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench.measure import fmt
+from bench.model import FULL, SMOKE, Run
 from bench.procs import BenchError
-from bench.scenarios import FULL, SCENARIOS, SMOKE, Run, fmt
+from bench.scenarios import SCENARIOS
 
 
 def machine() -> dict[str, Any]:

@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.measure import CpuMeter, basic, lines_file, now_us
+from bench.model import FULL, Run
 from bench.procs import ROOT, Bridge, Worker, prosody_pid, wrk
-from bench.scenarios import FULL, CpuMeter, Run, basic, lines_file, now_us
 
 
 def _median(values: list[float | None]) -> float | None:
