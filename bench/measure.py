@@ -19,14 +19,17 @@ if TYPE_CHECKING:
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
+    """A figure for the table, ``-`` when it was not measured."""
     return "-" if value is None else f"{value:.{digits}f}"
 
 
 def basic(user: tuple[str, str]) -> str:
+    """The ``Authorization`` header of ``(jid, password)``."""
     return "Basic " + b64encode(f"{user[0]}:{user[1]}".encode()).decode()
 
 
 def now_us() -> int:
+    """Unix microseconds: the clock wrk's script stamps into message bodies."""
     return time.time_ns() // 1000
 
 
@@ -81,12 +84,14 @@ class CpuMeter:
 
 
 def lines_file(run: Run, name: str, lines: list[tuple[str, str]]) -> Path:
+    """The tab-separated ``Authorization, recipient or path`` lines bench/wrk.lua rotates over."""
     path = run.workdir / f"{name}.tsv"
     path.write_text("".join(f"{a}\t{b}\n" for a, b in lines))
     return path
 
 
 def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of sorted ``values`` (``fraction`` 0.5 for p50)."""
     index = min(len(values) - 1, max(0, round(fraction * len(values) + 0.5) - 1))
     return values[index]
 
@@ -98,6 +103,7 @@ def has_route(bridge: Bridge, path: str) -> bool:
 
 
 def write_profile(run: Run, profiler: Profiler, name: str) -> None:
+    """Wait for py-spy and write its summary beside the raw stacks (``NAME.txt``)."""
     path = profiler.wait()
     if path.exists():
         summary = summarise_profile(path)
