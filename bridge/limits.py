@@ -233,11 +233,10 @@ RESPONSE_408 = (
 
 
 def _refusal(status: bytes, message: bytes) -> bytes:
+    """A complete answer written straight to the transport (there is no request to answer)."""
     body = b'"%s"' % message
-    return (
-        b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body)
-    )
+    head = b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\n" % status
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
 RESPONSE_414 = _refusal(b"414 URI Too Long", b"Request URI too long")

@@ -67,7 +67,9 @@ class ParseTests(unittest.TestCase):
         self.assertConfigError("[xmpp]\nport = 70000", "xmpp.port: expected a port number (1-65535)")
         self.assertConfigError("[xmpp]\ntimeout = 0", "xmpp.timeout: must be greater than 0")
         self.assertConfigError("[xmpp]\ndomains = []", "xmpp.domains: at least one domain is needed")
-        self.assertConfigError("[throttle]\nfailures_per_pair = 0", "throttle.failures_per_pair: must be greater than 0")
+        self.assertConfigError(
+            "[throttle]\nfailures_per_pair = 0", "throttle.failures_per_pair: must be greater than 0"
+        )
         self.assertConfigError("[http]\nbacklog = 0", "http.backlog: must be greater than 0")
         self.assertConfigError(
             '[storage]\nurl = "mysql://x"', "storage.url: expected sqlite:///path or postgresql://..."

@@ -15,8 +15,8 @@ from bridge.api.errors import ApiError, write_json
 from bridge.api.site import BridgeSite
 from bridge.config import ConfigError, LimitsConfig, ThrottleConfig, parse_config
 from bridge.limits import RequestLimits, TokenBuckets, UserStreams
-from bridge.throttle import LoginThrottle
 from bridge.tap import build
+from bridge.throttle import LoginThrottle
 from tests.integration.base import basic
 
 
@@ -171,7 +171,6 @@ class RequestLimitsTests(unittest.TestCase):
         self.assertEqual(limits.open_streams, 0)
         self.assertIsNone(limits.check(FakeRequest(alice, path=b"/api/sse")))  # type: ignore[arg-type]
 
-
     def test_throttled_credentials_get_through_whatever_the_password(self) -> None:
         """A throttled JID's requests are not judged here by password: right and wrong ones both reach the 429."""
         alice = ("alice@localhost", "a")
@@ -299,7 +298,6 @@ class DeadlineTests(unittest.TestCase):
         clock.advance(10)
         self.assertTrue(transport.disconnecting)
         self.assertEqual(transport.value(), b"")
-
 
     def test_429_has_its_reason_phrase(self) -> None:
         """A 429 answer's status line says "Too Many Requests", not "Unknown Status"."""
