@@ -37,6 +37,9 @@ class HttpConfig:
     body_timeout: float = 30.0
     # Seconds in-flight requests get to finish on shutdown (SIGTERM).
     shutdown_timeout: float = 10.0
+    # Pending connections the kernel queues for the listener (Twisted's default is 50);
+    # added to the endpoint unless it sets backlog= itself.
+    backlog: int = 1024
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,10 @@ class ThrottleConfig:
     failures_per_jid: int = 5
     failures_per_address: int = 50
     window: float = 60.0
+    # Failed logins of one JID from one address before that pair waits `window` seconds,
+    # doubling with each further failure; below failures_per_jid so that one address
+    # alone cannot throttle a JID for its other clients.
+    failures_per_pair: int = 3
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,8 @@ class LimitsConfig:
     # Live XMPP sessions (users logged in) and open event streams; past them: 503. 0: no cap.
     max_sessions: int = 10000
     max_streams: int = 10000
+    # Open event streams of one user; past it: 429. 0: no cap.
+    max_streams_per_user: int = 10
 
 
 @dataclass(frozen=True)
@@ -174,11 +183,13 @@ def _validate(config: Config) -> None:
     for path, number in (
         ("http.idle_timeout", config.http.idle_timeout),
         ("http.max_body", config.http.max_body),
+        ("http.backlog", config.http.backlog),
         ("xmpp.idle_timeout", config.xmpp.idle_timeout),
         ("xmpp.timeout", config.xmpp.timeout),
         ("muclight.max_occupants", config.muclight.max_occupants),
         ("throttle.failures_per_jid", config.throttle.failures_per_jid),
         ("throttle.failures_per_address", config.throttle.failures_per_address),
+        ("throttle.failures_per_pair", config.throttle.failures_per_pair),
         ("throttle.window", config.throttle.window),
         ("sse.keepalive", config.sse.keepalive),
         ("sse.max_queued_bytes", config.sse.max_queued_bytes),
@@ -206,6 +217,7 @@ def _validate(config: Config) -> None:
         ("limits.address_rate", config.limits.address_rate),
         ("limits.max_sessions", config.limits.max_sessions),
         ("limits.max_streams", config.limits.max_streams),
+        ("limits.max_streams_per_user", config.limits.max_streams_per_user),
     ):
         if number < 0 or not math.isfinite(number):
             raise ConfigError(f"{path}: expected a finite number, 0 or more")

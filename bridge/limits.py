@@ -5,9 +5,17 @@
   with ``Retry-After``. A request counts against a user only when its credentials match
   the user's live session, so nobody can spend another user's allowance by sending wrong
   passwords under their JID (failed logins have their own throttle, ``bridge.throttle``).
+  A JID the failed-login throttle holds is not looked at here at all: the authenticator
+  answers it 429 whatever the password, so no local digest match can tell a right password
+  from a wrong one.
 * Caps on live XMPP sessions and open event streams (``limits.max_sessions``,
   ``limits.max_streams``): past them, new logins and new streams get 503 with
-  ``Retry-After`` while users already in are served as usual.
+  ``Retry-After`` while users already in are served as usual. Streams per user
+  (``limits.max_streams_per_user``) are counted by the event-stream route once it knows
+  the user (Basic or a stream token): past it, 429 with ``Retry-After``.
+* Oversized requests: a request line longer than Twisted's 16 KiB line limit gets 414, a
+  header line over it, or headers over 16 KiB in all, 431 (Twisted itself closes the
+  connection without a word, or answers a bare 400); the connection is then closed.
 * Deadlines for receiving a request: Twisted's idle timeout restarts with every byte, so a
   client trickling one header byte every few seconds would hold its connection for ever.
   ``GuardedChannel`` gives the headers ``http.header_timeout`` seconds from their first
@@ -27,13 +35,15 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from bridge.api.auth import parse_basic
-from bridge.api.errors import write_json
+from bridge.api.auth import request_credentials
+from bridge.api.errors import ApiError, write_json
 from bridge.config import LimitsConfig
+from bridge.throttle import LoginThrottle
 from bridge.xmpp.pool import SessionPool
 
 log = Logger()
@@ -43,6 +53,11 @@ _PRUNE_AT = 10_000
 # Seconds a client is told to wait when a cap (not a rate) refused it.
 CAP_RETRY_AFTER = "10"
 EVENT_STREAM_PATH = b"/api/sse"
+
+# Reason phrases Twisted lacks (it writes "Unknown Status"): RFC 6585 and RFC 9110 names.
+http.RESPONSES.setdefault(429, b"Too Many Requests")
+http.RESPONSES.setdefault(431, b"Request Header Fields Too Large")
+http.RESPONSES.setdefault(414, b"URI Too Long")
 
 
 def is_event_stream(request: Request) -> bool:
@@ -102,9 +117,16 @@ class Refusal:
 class RequestLimits:
     """Decides, before routing, whether a request may go on; counts open streams and logins."""
 
-    def __init__(self, clock: IReactorTime, config: LimitsConfig, pool: SessionPool) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        config: LimitsConfig,
+        pool: SessionPool,
+        throttle: LoginThrottle | None = None,
+    ) -> None:
         self._config = config
         self._pool = pool
+        self._throttle = throttle
         self._users = TokenBuckets(clock, config.user_rate, config.user_burst)
         self._addresses = TokenBuckets(clock, config.address_rate, config.address_burst)
         self.open_streams = 0
@@ -116,12 +138,14 @@ class RequestLimits:
         wait = self._addresses.take(client_address(request))
         if wait > 0:
             return Refusal(429, "Too many requests", str(math.ceil(wait)), "address")
-        credentials = parse_basic(request.getHeader(b"authorization"))
+        credentials = request_credentials(request)
         logging_in = None
         if credentials is not None:
             jid, password = credentials
             bare = jid.userhost()
-            if self._pool.existing(jid, password) is not None:
+            if self._throttle is not None and self._throttle.retry_after(bare, client_address(request)) > 0:
+                pass  # the authenticator answers 429 without looking at the password
+            elif self._pool.existing(jid, password) is not None:
                 wait = self._users.take(bare)
                 if wait > 0:
                     return Refusal(429, "Too many requests", str(math.ceil(wait)), "user")
@@ -152,6 +176,37 @@ class RequestLimits:
                 del self._logging_in[logging_in]
 
 
+class UserStreams:
+    """Open event streams per user, against ``limits.max_streams_per_user`` (0: no cap).
+
+    Counted by the event-stream route after authentication, since only it knows the user
+    of a token stream; only authenticated streams count, so nobody fills another user's
+    allowance.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._open: dict[str, int] = {}
+
+    def open(self, request: Request, user: str) -> None:
+        """Count a new stream of ``user``; 429 with Retry-After when it has ``cap`` already."""
+        count = self._open.get(user, 0)
+        if self._cap and count >= self._cap:
+            request.bridge_refused = "user_streams"  # type: ignore[attr-defined]  # for metrics
+            raise ApiError(429, "Too many event streams for this user", {"Retry-After": CAP_RETRY_AFTER})
+        self._open[user] = count + 1
+
+    def close(self, user: str) -> None:
+        left = self._open.get(user, 0) - 1
+        if left > 0:
+            self._open[user] = left
+        else:
+            self._open.pop(user, None)
+
+    def __getitem__(self, user: str) -> int:
+        return self._open.get(user, 0)
+
+
 class LimitsResource(Resource):
     """Answers refused requests itself; passes the others to the API."""
 
@@ -175,6 +230,17 @@ RESPONSE_408 = (
     b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
     b'Connection: close\r\nContent-Length: 17\r\n\r\n"Request timeout"'
 )
+
+
+def _refusal(status: bytes, message: bytes) -> bytes:
+    """A complete answer written straight to the transport (there is no request to answer)."""
+    body = b'"%s"' % message
+    head = b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\n" % status
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+RESPONSE_414 = _refusal(b"414 URI Too Long", b"Request URI too long")
+RESPONSE_431 = _refusal(b"431 Request Header Fields Too Large", b"Request header too large")
 
 
 class GuardedChannel(HTTPChannel):
@@ -206,6 +272,31 @@ class GuardedChannel(HTTPChannel):
             if self._deadline is None:
                 self._arm("header")
         super().dataReceived(data)
+
+    def lineReceived(self, line: bytes) -> None:
+        # HTTPChannel answers headers over totalHeadersSize with a bare 400; say what it was.
+        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+            self._too_large(first_line=self._receivedHeaderSize == 0)
+            return
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # LineReceiver closes the connection without an answer; the line still being
+        # received is the request line when nothing of this request has arrived before it.
+        self._too_large(first_line=self._receivedHeaderSize == 0)
+
+    def _too_large(self, first_line: bool) -> None:
+        self._disarm()
+        if self.transport is None:
+            return
+        log.info(
+            "Refused a request from {peer}: its {part} is too long",
+            peer=client_peer(self.transport),
+            part="request line" if first_line else "header",
+        )
+        self.transport.write(RESPONSE_414 if first_line else RESPONSE_431)
+        self._partial = False
+        self.timeoutConnection()
 
     def allHeadersReceived(self) -> None:
         self._disarm()

@@ -27,13 +27,13 @@ from bridge.api.site import ApiGroups, BridgeSite, build_site
 from bridge.api.sse import SseApi
 from bridge.api.tokens import StreamTokens
 from bridge.config import Config, ConfigError, check_startup, load_config
-from bridge.limits import RequestLimits
+from bridge.limits import RequestLimits, UserStreams
 from bridge.metrics import BridgeMetrics, MetricsResource, MetricsSite
 from bridge.muclight import build_component
 from bridge.muclight.component import ComponentConnection
 from bridge.shutdown import DrainingHttpService, Readiness, StagedService, store_check
 from bridge.store import StoreService, open_store
-from bridge.throttle import FailureThrottle
+from bridge.throttle import LoginThrottle
 from bridge.xmpp import roster
 from bridge.xmpp.capabilities import CapabilityCheck
 from bridge.xmpp.events import EventHub
@@ -104,6 +104,23 @@ def _endpoint(reactor: Any, description: str, key: str) -> Any:
         raise ConfigError(f"{key}: not a valid endpoint description ({e})") from None
 
 
+# Endpoint types whose Twisted parser takes a listen backlog.
+_BACKLOG_TYPES = {"tcp", "tcp6", "ssl", "unix"}
+
+
+def with_backlog(description: str, backlog: int) -> str:
+    """``description`` with ``backlog=`` added, unless it sets one or its type takes none.
+
+    Twisted listens with a backlog of 50: a burst of connections (200 users logging in at
+    once) overflows it and the kernel drops or delays the rest.
+    """
+    kind = description.split(":", 1)[0].strip().lower()
+    options = description.split(":")[1:]
+    if kind not in _BACKLOG_TYPES or any(option.strip().startswith("backlog=") for option in options):
+        return description
+    return f"{description}:backlog={backlog}"
+
+
 def metrics_service(reactor: Any, config: Config, metrics: BridgeMetrics) -> StreamServerEndpointService | None:
     """``/metrics`` on ``metrics.endpoint``, or None when that is empty."""
     if not config.metrics.endpoint:
@@ -142,21 +159,16 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
     events.setServiceParent(root)
     tokens = StreamTokens(reactor, pool, config.sse.token_lifetime)
     tokens.setServiceParent(root)
-    throttle = config.throttle
-    auth = Authenticator(
-        pool,
-        config.xmpp.domains,
-        config.http.realm,
-        FailureThrottle(reactor, throttle.failures_per_jid, throttle.window),
-        FailureThrottle(reactor, throttle.failures_per_address, throttle.window),
-    )
+    throttle = LoginThrottle(reactor, config.throttle)
+    auth = Authenticator(pool, config.xmpp.domains, config.http.realm, throttle)
+    user_streams = UserStreams(config.limits.max_streams_per_user)
     groups = ApiGroups(
         messages=MessagesApi(auth),
         contacts=ContactsApi(auth),
-        sse=SseApi(auth, events, tokens, reactor, config.sse, config.http.realm),
+        sse=SseApi(auth, events, tokens, reactor, config.sse, config.http.realm, user_streams),
         rooms=RoomsApi(auth, config.muclight.service),
     )
-    limits = RequestLimits(reactor, config.limits, pool)
+    limits = RequestLimits(reactor, config.limits, pool, throttle)
     metrics.watch_streams(lambda: limits.open_streams)
     readiness = Readiness(reactor, config.xmpp.host, config.xmpp.port, pool, config.xmpp.timeout)
     if component is not None:
@@ -179,7 +191,7 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
     site.header_timeout = config.http.header_timeout
     site.body_timeout = config.http.body_timeout
     readiness.site = site
-    endpoint = _endpoint(reactor, config.http.endpoint, "http.endpoint")
+    endpoint = _endpoint(reactor, with_backlog(config.http.endpoint, config.http.backlog), "http.endpoint")
     http = DrainingHttpService(endpoint, site, reactor, config.http.shutdown_timeout)
     # Fail start-up (and twistd) at once when the port cannot be bound.
     http._raiseSynchronously = True

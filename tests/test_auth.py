@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from base64 import b64encode
+from typing import Any
 
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from bridge.api.auth import parse_basic
-from bridge.throttle import FailureThrottle
+from bridge.api.auth import Authenticator, parse_basic, request_credentials
+from bridge.api.errors import ApiError
+from bridge.config import ThrottleConfig
+from bridge.throttle import MAX_DOUBLINGS, BackoffThrottle, FailureThrottle, LoginThrottle
+from bridge.xmpp.errors import AuthenticationFailed
 
 
 def header(text: str | bytes) -> bytes:
@@ -117,3 +123,179 @@ class JidParseTests(unittest.TestCase):
             self.assertIsNone(parse(bad), repr(bad)[:40])
         self.assertEqual(parse("A@B/R").full(), "a@b/R")  # type: ignore[union-attr]
         self.assertEqual(parse("a" * 1023 + "@b").user, "a" * 1023)  # type: ignore[union-attr]
+
+
+class BackoffThrottleTests(unittest.TestCase):
+    def test_closure_doubles_with_each_further_failure_up_to_the_cap(self) -> None:
+        """`limit` failures close a key for a window; each failure after a closure doubles it, up to the cap."""
+        clock = Clock()
+        throttle = BackoffThrottle(clock, limit=3, window=60)
+        for _ in range(2):
+            throttle.record("k")
+        self.assertEqual(throttle.retry_after("k"), 0)
+        throttle.record("k")
+        self.assertEqual(throttle.retry_after("k"), 60)
+        waits = []
+        for _ in range(MAX_DOUBLINGS + 2):
+            clock.advance(throttle.retry_after("k"))
+            self.assertEqual(throttle.retry_after("k"), 0)
+            throttle.record("k")
+            waits.append(throttle.retry_after("k"))
+        self.assertEqual(waits, [120, 240, 480, 960, 960, 960])
+
+    def test_quiet_key_is_forgotten(self) -> None:
+        """Failures a window apart never add up, and a key quiet for a window after its closure starts afresh."""
+        clock = Clock()
+        throttle = BackoffThrottle(clock, limit=2, window=60)
+        for _ in range(5):
+            throttle.record("k")
+            clock.advance(60)
+        self.assertEqual(throttle.retry_after("k"), 0)
+        throttle.record("k")
+        throttle.record("k")
+        clock.advance(120)
+        throttle.record("k")
+        self.assertEqual(throttle.retry_after("k"), 0)
+        self.assertEqual(len(throttle._failures), 1)
+
+
+class FakeSession:
+    alive = True
+
+
+class FakePool:
+    """The session pool as the authenticator sees it; ``accounts`` plays the server's answer."""
+
+    def __init__(self, accounts: dict[str, str]) -> None:
+        self.accounts = accounts
+        self.live: dict[str, tuple[FakeSession, str]] = {}
+        self.logins: list[str] = []
+
+    def existing(self, jid: Any, password: str) -> FakeSession | None:
+        current = self.live.get(jid.userhost())
+        return current[0] if current is not None and current[1] == password else None
+
+    async def session(self, jid: Any, password: str) -> FakeSession:
+        bare = jid.userhost()
+        self.logins.append(bare)
+        if self.accounts.get(bare) != password:
+            raise AuthenticationFailed("not-authorized")
+        session = FakeSession()
+        self.live[bare] = (session, password)
+        return session
+
+
+class FakeRequest:
+    def __init__(self, jid: str, password: str, address: str) -> None:
+        self.headers = {b"authorization": header(f"{jid}:{password}")}
+        self.address = address
+
+    def getHeader(self, name: bytes) -> bytes | None:
+        return self.headers.get(name)
+
+    def getClientAddress(self) -> IPv4Address:
+        return IPv4Address("TCP", self.address, 1234)
+
+
+class AuthenticatorTests(unittest.TestCase):
+    """The authenticator with the real throttle, on a fake clock and pool."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.pool = FakePool({"alice@localhost": "right"})
+        self.throttle = LoginThrottle(self.clock, ThrottleConfig())
+        self.auth = Authenticator(self.pool, ["localhost"], "realm", self.throttle)  # type: ignore[arg-type]
+
+    def attempt(self, password: str, address: str, jid: str = "alice@localhost") -> tuple[int, str | None]:
+        """(status, Retry-After) of one attempt: 200 for a session."""
+        done = defer.Deferred.fromCoroutine(self.auth.session(FakeRequest(jid, password, address)))  # type: ignore[arg-type]
+        failures: list[Any] = []
+        done.addErrback(failures.append)
+        if not failures:
+            return 200, None
+        error = failures[0].value
+        assert isinstance(error, ApiError)
+        return error.status, error.headers.get("Retry-After")
+
+    def test_throttled_jid_gets_the_same_429_whatever_the_password(self) -> None:
+        """Once a JID is throttled, the right password (with a live session) and a wrong one get the same 429."""
+        self.assertEqual(self.attempt("right", "192.0.2.1")[0], 200)
+        for address, tries in (("203.0.113.1", 3), ("203.0.113.2", 2)):
+            for _ in range(tries):
+                self.assertEqual(self.attempt("guess", address)[0], 401)
+        logins = len(self.pool.logins)
+        right, wrong = self.attempt("right", "198.51.100.9"), self.attempt("guess", "198.51.100.9")
+        self.assertEqual(right, wrong)
+        self.assertEqual(right[0], 429)
+        self.assertEqual(self.attempt("right", "192.0.2.1"), right)
+        self.assertEqual(len(self.pool.logins), logins)
+
+    def test_throttled_pair_gets_429_whatever_the_password(self) -> None:
+        """Once a (JID, address) pair is throttled, a live session's right password from it gets the wrong one's 429."""
+        self.assertEqual(self.attempt("right", "192.0.2.1")[0], 200)
+        for _ in range(3):
+            self.assertEqual(self.attempt("guess", "203.0.113.1")[0], 401)
+        right, wrong = self.attempt("right", "203.0.113.1"), self.attempt("guess", "203.0.113.1")
+        self.assertEqual(right, wrong)
+        self.assertEqual(right, (429, "60"))
+
+    def test_live_session_is_not_locked_out_by_a_guesser_elsewhere(self) -> None:
+        """A user with a live session keeps working from their address while one other address guesses on."""
+        self.assertEqual(self.attempt("right", "192.0.2.1")[0], 200)
+        for _ in range(20):
+            self.attempt("guess", "203.0.113.1")
+            self.clock.advance(30)
+            self.assertEqual(self.attempt("right", "192.0.2.1")[0], 200)
+
+    def test_user_without_a_session_logs_in_while_a_guesser_elsewhere_is_held(self) -> None:
+        """By default one guessing address cannot throttle the JID: the user logs in from elsewhere."""
+        for _ in range(10):
+            self.attempt("guess", "203.0.113.1")
+        self.assertEqual(self.attempt("right", "192.0.2.1")[0], 200)
+
+    def test_wrong_password_against_a_live_session_counts_once_the_server_refused(self) -> None:
+        """A wrong password for a user with a live session is asked of the server, and counted only as its refusal."""
+        self.assertEqual(self.attempt("right", "192.0.2.1")[0], 200)
+        self.assertEqual(self.attempt("guess", "192.0.2.1")[0], 401)
+        self.assertEqual(self.pool.logins, ["alice@localhost", "alice@localhost"])
+        # The password changed on the server: the new one logs in; the old one is now the server's no.
+        self.pool.accounts["alice@localhost"] = "new"
+        self.assertEqual(self.attempt("new", "192.0.2.1")[0], 200)
+        for _ in range(3):
+            self.assertEqual(self.attempt("right", "192.0.2.1")[0], 401)
+        self.assertEqual(self.attempt("new", "192.0.2.1"), (429, "60"))
+
+    def test_invented_jids_do_not_lock_out_known_users_of_the_address(self) -> None:
+        """50 failures with invented JIDs hold new logins from that address, not users who logged in from it before."""
+        self.pool.accounts["bob@localhost"] = "b"
+        self.assertEqual(self.attempt("right", "198.51.100.7")[0], 200)
+        for n in range(50):
+            self.assertEqual(self.attempt("x", "198.51.100.7", f"nobody{n}@localhost")[0], 401)
+        self.assertEqual(self.attempt("b", "198.51.100.7", "bob@localhost")[0], 429)
+        self.pool.live.clear()  # no live session needed: the pair is known
+        self.assertEqual(self.attempt("right", "198.51.100.7")[0], 200)
+        self.assertEqual(self.attempt("b", "192.0.2.1", "bob@localhost")[0], 200)
+
+    def test_many_logins_from_one_address_are_never_throttled(self) -> None:
+        """Successful logins never count: 200 users logging in from one address are all served."""
+        for n in range(200):
+            self.pool.accounts[f"user{n}@localhost"] = "pw"
+        results = {self.attempt("pw", "198.51.100.7", f"user{n}@localhost")[0] for n in range(200)}
+        self.assertEqual(results, {200})
+
+    def test_credentials_are_parsed_once_per_request(self) -> None:
+        """The request limits and the authenticator share one parse of the Authorization header."""
+        import bridge.api.auth as auth_module
+
+        calls: list[object] = []
+        original = auth_module.parse_basic
+
+        def counting(value: bytes | None) -> Any:
+            calls.append(value)
+            return original(value)
+
+        self.patch(auth_module, "parse_basic", counting)
+        request = FakeRequest("alice@localhost", "right", "192.0.2.1")
+        self.assertEqual(request_credentials(request)[1], "right")  # type: ignore[arg-type,index]
+        self.assertEqual(self.auth.credentials(request)[1], "right")  # type: ignore[arg-type]
+        self.assertEqual(len(calls), 1)

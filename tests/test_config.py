@@ -7,7 +7,7 @@ import os
 from twisted.trial import unittest
 
 from bridge.config import ConfigError, load_config, parse_config
-from bridge.tap import Options, build
+from bridge.tap import Options, build, with_backlog
 
 
 class ParseTests(unittest.TestCase):
@@ -28,6 +28,10 @@ class ParseTests(unittest.TestCase):
             (config.muclight.component, config.muclight.port, config.muclight.max_occupants), (True, 5347, 100)
         )
         self.assertEqual(config.storage.url, "sqlite:///var/lib/bridge/bridge.sqlite3")
+        throttle = config.throttle
+        self.assertEqual((throttle.failures_per_jid, throttle.failures_per_address, throttle.window), (5, 50, 60.0))
+        self.assertEqual(throttle.failures_per_pair, 3)
+        self.assertEqual(config.http.backlog, 1024)
 
     def test_example_file_is_valid_and_complete(self) -> None:
         """etc/bridge.toml parses and shows every key of every section."""
@@ -63,6 +67,10 @@ class ParseTests(unittest.TestCase):
         self.assertConfigError("[xmpp]\nport = 70000", "xmpp.port: expected a port number (1-65535)")
         self.assertConfigError("[xmpp]\ntimeout = 0", "xmpp.timeout: must be greater than 0")
         self.assertConfigError("[xmpp]\ndomains = []", "xmpp.domains: at least one domain is needed")
+        self.assertConfigError(
+            "[throttle]\nfailures_per_pair = 0", "throttle.failures_per_pair: must be greater than 0"
+        )
+        self.assertConfigError("[http]\nbacklog = 0", "http.backlog: must be greater than 0")
         self.assertConfigError(
             '[storage]\nurl = "mysql://x"', "storage.url: expected sqlite:///path or postgresql://..."
         )
@@ -119,6 +127,30 @@ class OptionsTests(unittest.TestCase):
         with self.assertRaises(SystemExit) as caught:
             Options().parseOptions(["--config", path])
         self.assertEqual(str(caught.exception), "bridge: xmpp.port: expected an integer")
+
+    def test_listen_backlog_is_applied(self) -> None:
+        """http.backlog (default 1024) is the HTTP listener's backlog unless the endpoint string sets its own."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        for text, expected in (
+            ("", 1024),
+            ("[http]\nbacklog = 300", 300),
+            ('[http]\nendpoint = "tcp:8089:backlog=7:interface=127.0.0.1"', 7),
+        ):
+            reactor = MemoryReactorClock()
+            _, parts = build(parse_config("[muclight]\ncomponent = false\n" + text, {}), reactor)
+            parts.http.startService()
+            self.addCleanup(parts.http.stopService)
+            (listener,) = reactor.tcpServers
+            self.assertEqual(listener[2], expected, text)
+
+    def test_with_backlog(self) -> None:
+        """backlog= is added to endpoint types that take it, and only when the string has none."""
+        self.assertEqual(with_backlog("tcp:8089:interface=127.0.0.1", 9), "tcp:8089:interface=127.0.0.1:backlog=9")
+        self.assertEqual(with_backlog("ssl:8443:privateKey=k.pem", 9), "ssl:8443:privateKey=k.pem:backlog=9")
+        self.assertEqual(with_backlog("unix:/run/bridge.sock", 9), "unix:/run/bridge.sock:backlog=9")
+        self.assertEqual(with_backlog("tcp:8089:backlog=5", 9), "tcp:8089:backlog=5")
+        self.assertEqual(with_backlog("systemd:domain=INET:index=0", 9), "systemd:domain=INET:index=0")
 
     def test_bad_endpoint_is_named(self) -> None:
         """An endpoint string Twisted cannot parse is reported as http.endpoint."""

@@ -11,10 +11,12 @@ from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 from twisted.web.resource import Resource
 
+from bridge.api.errors import ApiError, write_json
 from bridge.api.site import BridgeSite
-from bridge.config import ConfigError, LimitsConfig, parse_config
-from bridge.limits import RequestLimits, TokenBuckets
+from bridge.config import ConfigError, LimitsConfig, ThrottleConfig, parse_config
+from bridge.limits import RequestLimits, TokenBuckets, UserStreams
 from bridge.tap import build
+from bridge.throttle import LoginThrottle
 from tests.integration.base import basic
 
 
@@ -169,11 +171,63 @@ class RequestLimitsTests(unittest.TestCase):
         self.assertEqual(limits.open_streams, 0)
         self.assertIsNone(limits.check(FakeRequest(alice, path=b"/api/sse")))  # type: ignore[arg-type]
 
+    def test_throttled_credentials_get_through_whatever_the_password(self) -> None:
+        """A throttled JID's requests are not judged here by password: right and wrong ones both reach the 429."""
+        alice = ("alice@localhost", "a")
+        clock = Clock()
+        throttle = LoginThrottle(clock, ThrottleConfig())
+        limits = RequestLimits(clock, LimitsConfig(user_rate=1.0, user_burst=1), FakePool({alice}), throttle)  # type: ignore[arg-type]
+        self.assertIsNone(limits.check(FakeRequest(alice)))  # type: ignore[arg-type]
+        self.assertIsNotNone(limits.check(FakeRequest(alice)))  # type: ignore[arg-type]  # her burst is spent
+        for address in ("203.0.113.1", "203.0.113.1", "203.0.113.1", "203.0.113.2", "203.0.113.2"):
+            throttle.failed("alice@localhost", address)
+        right = limits.check(FakeRequest(alice))  # type: ignore[arg-type]
+        wrong = limits.check(FakeRequest(("alice@localhost", "guess")))  # type: ignore[arg-type]
+        self.assertEqual((right, wrong), (None, None))
+
+    def test_credentials_are_kept_on_the_request(self) -> None:
+        """check() leaves its parse of the Authorization header on the request for the authenticator."""
+        _, limits = self.limits()
+        request = FakeRequest(("alice@localhost", "a"))
+        limits.check(request)  # type: ignore[arg-type]
+        jid, password = request.bridge_credentials  # type: ignore[attr-defined]
+        self.assertEqual((jid.full(), password), ("alice@localhost", "a"))
+
+
+class UserStreamsTests(unittest.TestCase):
+    def test_cap_per_user(self) -> None:
+        """Past max_streams_per_user a user's new stream gets 429 with Retry-After; other users are served."""
+        streams = UserStreams(2)
+        request = FakeRequest()
+        streams.open(request, "alice@localhost")  # type: ignore[arg-type]
+        streams.open(request, "alice@localhost")  # type: ignore[arg-type]
+        with self.assertRaises(ApiError) as caught:
+            streams.open(request, "alice@localhost")  # type: ignore[arg-type]
+        error = caught.exception
+        self.assertEqual((error.status, error.message), (429, "Too many event streams for this user"))
+        self.assertEqual(error.headers["Retry-After"], "10")
+        self.assertEqual(request.bridge_refused, "user_streams")  # type: ignore[attr-defined]
+        streams.open(request, "bob@localhost")  # type: ignore[arg-type]
+        streams.close("alice@localhost")
+        streams.open(request, "alice@localhost")  # type: ignore[arg-type]
+        self.assertEqual((streams["alice@localhost"], streams["bob@localhost"]), (2, 1))
+        for _ in range(3):
+            streams.close("alice@localhost")
+        self.assertEqual(streams._open, {"bob@localhost": 1})
+
+    def test_zero_is_no_cap(self) -> None:
+        """max_streams_per_user = 0 never refuses."""
+        streams = UserStreams(0)
+        for _ in range(1000):
+            streams.open(FakeRequest(), "alice@localhost")  # type: ignore[arg-type]
+
 
 class Hello(Resource):
     isLeaf = True
 
     def render(self, request: Any) -> bytes:
+        if request.path == b"/busy":
+            return write_json(request, 429, "Too many requests")
         return b"hello"
 
 
@@ -245,6 +299,58 @@ class DeadlineTests(unittest.TestCase):
         self.assertTrue(transport.disconnecting)
         self.assertEqual(transport.value(), b"")
 
+    def test_429_has_its_reason_phrase(self) -> None:
+        """A 429 answer's status line says "Too Many Requests", not "Unknown Status"."""
+        _, channel, transport = self.connect()
+        channel.dataReceived(b"GET /busy HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 429 Too Many Requests\r\n"), transport.value()[:80])
+
+    def assertRefused(self, transport: StringTransport, status: bytes, body: bytes) -> None:
+        head, _, answer = transport.value().partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 " + status + b"\r\n"), head[:80])
+        self.assertIn(b"Content-Type: application/json", head)
+        self.assertIn(b"Connection: close", head)
+        self.assertEqual(answer, body)
+        self.assertTrue(transport.disconnecting)
+
+    def test_header_line_over_16k_gets_431(self) -> None:
+        """A header line over 16 KiB gets 431 with a JSON reason, and the connection is closed."""
+        _, channel, transport = self.connect()
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 17_000 + b"\r\n\r\n")
+        self.assertRefused(transport, b"431 Request Header Fields Too Large", b'"Request header too large"')
+
+    def test_header_line_over_16k_arriving_in_pieces_gets_431(self) -> None:
+        """A header line still growing past 16 KiB (no line end yet) gets 431 too."""
+        _, channel, transport = self.connect()
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        for _ in range(20):
+            if transport.disconnecting:
+                break
+            channel.dataReceived(b"a" * 1000)
+        self.assertRefused(transport, b"431 Request Header Fields Too Large", b'"Request header too large"')
+
+    def test_headers_over_16k_in_all_get_431(self) -> None:
+        """Many header lines adding up to more than 16 KiB get 431, not a bare 400."""
+        _, channel, transport = self.connect()
+        lines = b"".join(b"X-H%d: %s\r\n" % (n, b"a" * 1000) for n in range(20))
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n" + lines + b"\r\n")
+        self.assertRefused(transport, b"431 Request Header Fields Too Large", b'"Request header too large"')
+
+    def test_request_path_of_20k_gets_414(self) -> None:
+        """A 20 KB request path gets 414 with a JSON reason, and the connection is closed."""
+        _, channel, transport = self.connect()
+        channel.dataReceived(b"GET /" + b"p" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertRefused(transport, b"414 URI Too Long", b'"Request URI too long"')
+
+    def test_long_path_on_a_kept_alive_connection_gets_414(self) -> None:
+        """The second request on a connection is judged afresh: its over-long path gets 414."""
+        _, channel, transport = self.connect()
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"200 OK", transport.value())
+        transport.clear()
+        channel.dataReceived(b"GET /" + b"p" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertRefused(transport, b"414 URI Too Long", b'"Request URI too long"')
+
 
 class ConfigTests(unittest.TestCase):
     def test_new_keys_have_defaults_and_are_in_the_example_file(self) -> None:
@@ -254,6 +360,7 @@ class ConfigTests(unittest.TestCase):
         self.assertEqual(config.http.shutdown_timeout, 10.0)
         self.assertEqual(config.metrics.endpoint, "")
         self.assertEqual((config.limits.max_sessions, config.limits.max_streams), (10000, 10000))
+        self.assertEqual(config.limits.max_streams_per_user, 10)
         text = (Path(__file__).parent.parent / "etc" / "bridge.toml").read_text()
         for section, keys in (
             ("limits", LimitsConfig.__dataclass_fields__),
@@ -271,6 +378,7 @@ class ConfigTests(unittest.TestCase):
             "[limits]\naddress_rate = inf": "limits.address_rate: expected a finite number, 0 or more",
             "[limits]\nuser_burst = 0": "limits.user_burst: must be greater than 0",
             "[limits]\nmax_streams = -5": "limits.max_streams: expected a finite number, 0 or more",
+            "[limits]\nmax_streams_per_user = -1": "limits.max_streams_per_user: expected a finite number, 0 or more",
             '[limits]\nmax_sessions = "many"': "limits.max_sessions: expected an integer",
             "[http]\nheader_timeout = 0": "http.header_timeout: must be greater than 0",
             "[http]\nshutdown_timeout = nan": "http.shutdown_timeout: expected a finite number, 0 or more",

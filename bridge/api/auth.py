@@ -1,8 +1,12 @@
 """HTTP Basic authentication (RFC 7617) against the user's own XMPP server.
 
 The bridge has no user database: the credentials go to the server in SASL when a session
-is opened, so the server alone decides. Failed attempts are throttled per JID and per
-client address. The password is never logged and never stored.
+is opened, so the server alone decides. Failed attempts are throttled per (JID, address)
+pair, per JID and per client address (``bridge.throttle``), and the throttle is asked
+before anything looks at the password: a throttled JID gets the same 429 whether the
+password is right or wrong and whether or not it has a live session, so the throttle is
+never a password oracle and a live session never a way around it. The password is never
+logged and never stored.
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ from twisted.words.protocols.jabber.jid import JID
 
 from bridge.api.errors import ApiError, Unauthorized
 from bridge.jid import parse
-from bridge.throttle import FailureThrottle
+from bridge.throttle import LoginThrottle
 from bridge.xmpp.errors import AuthenticationFailed
 from bridge.xmpp.pool import SessionPool
 from bridge.xmpp.session import Session
 
 # Longer Authorization headers are not credentials anyone uses.
 MAX_HEADER = 4096
+# Where request_credentials keeps a request's parsed header (parsed once per request).
+_CACHED = "bridge_credentials"
+_UNSET = object()
 
 
 def parse_basic(header: bytes | None) -> tuple[JID, str] | None:
@@ -45,6 +52,19 @@ def parse_basic(header: bytes | None) -> tuple[JID, str] | None:
     return jid, password
 
 
+def request_credentials(request: Request) -> tuple[JID, str] | None:
+    """``parse_basic`` of the request's ``Authorization`` header, parsed once per request.
+
+    Both the request limits and the authenticator need the credentials; the result is
+    kept on the request so the header is decoded and stringprepped only once.
+    """
+    cached = getattr(request, _CACHED, _UNSET)
+    if cached is _UNSET:
+        cached = parse_basic(request.getHeader(b"authorization"))
+        setattr(request, _CACHED, cached)
+    return cached  # type: ignore[return-value]
+
+
 class Authenticator:
     """Turns a request's credentials into the user's live session, or an error."""
 
@@ -53,40 +73,42 @@ class Authenticator:
         pool: SessionPool,
         domains: list[str],
         realm: str,
-        jid_failures: FailureThrottle,
-        address_failures: FailureThrottle,
+        throttle: LoginThrottle,
     ) -> None:
         self._pool = pool
         self._domains = {JID(domain).host for domain in domains}
         self._realm = realm
-        self._jid_failures = jid_failures
-        self._address_failures = address_failures
+        self._throttle = throttle
 
     def credentials(self, request: Request) -> tuple[JID, str]:
         """The request's Basic credentials for a served domain, or 401."""
-        parsed = parse_basic(request.getHeader(b"authorization"))
+        parsed = request_credentials(request)
         if parsed is None or parsed[0].host not in self._domains:
             raise Unauthorized(self._realm)
         return parsed
 
     async def session(self, request: Request) -> Session:
-        """The authenticated user's session; 401 on bad credentials, 429 when throttled."""
+        """The authenticated user's session; 401 on bad credentials, 429 when throttled.
+
+        The throttle comes first: it depends on the JID and the address alone, so neither
+        the password nor a live session changes whether an attempt gets 429. Failures are
+        counted only when the server said no (a wrong password against a live session
+        logs in again, and the server decides).
+        """
         jid, password = self.credentials(request)
         bare, address = jid.userhost(), _client_address(request)
         request.bridge_user = bare  # type: ignore[attr-defined]  # for the access log
-        session = self._pool.existing(jid, password)
-        if session is not None:
-            return session
-        wait = max(self._jid_failures.retry_after(bare), self._address_failures.retry_after(address))
+        wait = self._throttle.retry_after(bare, address)
         if wait > 0:
             raise ApiError(429, "Too many failed login attempts", {"Retry-After": str(math.ceil(wait))})
-        try:
-            session = await self._pool.session(jid, password)
-        except AuthenticationFailed:
-            self._jid_failures.record(bare)
-            self._address_failures.record(address)
-            raise Unauthorized(self._realm) from None
-        self._jid_failures.clear(bare)
+        session = self._pool.existing(jid, password)
+        if session is None:
+            try:
+                session = await self._pool.session(jid, password)
+            except AuthenticationFailed:
+                self._throttle.failed(bare, address)
+                raise Unauthorized(self._realm) from None
+        self._throttle.succeeded(bare, address)
         return session
 
 

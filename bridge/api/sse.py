@@ -33,6 +33,7 @@ from bridge.api.input import query_args
 from bridge.api.rendering import Response, json_errors, json_route
 from bridge.api.tokens import StreamTokens
 from bridge.config import SseConfig
+from bridge.limits import UserStreams
 from bridge.xmpp.events import Event, EventHub
 from bridge.xmpp.session import Session
 
@@ -218,8 +219,11 @@ class SseApi:
         clock: IReactorTime,
         config: SseConfig,
         realm: str,
+        user_streams: UserStreams | None = None,
     ) -> None:
         self._auth = auth
+        # Open streams per user (limits.max_streams_per_user), counted once the user is known.
+        self._user_streams = user_streams if user_streams is not None else UserStreams(0)
         self._realm = realm
         self._hub = hub
         self._tokens = tokens
@@ -256,7 +260,18 @@ class SseApi:
             request.setHeader(b"Cache-Control", b"no-cache")
             return b""
         assert session.jid is not None
-        stream = EventStream(request, self._clock, self._config, session.jid.userhost())
+        user = session.jid.userhost()
+        try:
+            self._user_streams.open(request, user)
+        except ApiError:
+            return render_failure(request, Failure())
+        try:
+            return await self._serve(request, session, user, last_seen)
+        finally:
+            self._user_streams.close(user)
+
+    async def _serve(self, request: Request, session: Session, user: str, last_seen: int | None) -> bytes | None:
+        stream = EventStream(request, self._clock, self._config, user)
         try:
             await self._hub.open(session, stream, last_seen)
         except CancelledError:

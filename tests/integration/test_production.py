@@ -575,3 +575,149 @@ class FuzzRegressionTests(BridgeTestCase):
             self.assertEqual((reply.code, reply.json), (200, []), path)
             self.assertLess(time.monotonic() - started, 2)
         self.assertEqual((await self.call("GET", "/api/messages?before=1", alice)).code, 200)
+
+
+# ---------------------------------------------------------------------------------------
+# Failed-login throttle, per-user stream cap, oversized requests, listen backlog
+# ---------------------------------------------------------------------------------------
+
+
+async def raw_request(port: int, data: bytes, source: str = "127.0.0.1") -> bytes:
+    """Send ``data`` on a new connection from ``source``; the first answer's head and (de-chunked) body."""
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, bindAddress=(source, 0))
+    client = await connectProtocol(endpoint, RawClient())
+    client.send(data)
+    try:
+        head, _, body = (await client.until(b"\r\n\r\n")).partition(b"\r\n\r\n")
+        length = re.search(rb"(?i)\r\ncontent-length: (\d+)", head)
+        chunked = re.search(rb"(?i)\r\ntransfer-encoding: chunked", head) is not None
+        deadline = time.monotonic() + 10.0
+        while not client.closed.called and time.monotonic() < deadline:
+            body = client.received.partition(b"\r\n\r\n")[2]
+            if (chunked and body.endswith(b"0\r\n\r\n")) or (length and len(body) >= int(length.group(1))):
+                break
+            await sleep(0.02)
+        if chunked:
+            body = dechunk(body)
+        return head + b"\r\n\r\n" + body
+    finally:
+        client.close()
+
+
+def dechunk(data: bytes) -> bytes:
+    body = b""
+    while data:
+        size, _, rest = data.partition(b"\r\n")
+        count = int(size, 16)
+        if count == 0:
+            break
+        body, data = body + rest[:count], rest[count + 2 :]
+    return body
+
+
+class LoginAttempts(BridgeTestCase):
+    """Clients on several loopback addresses (127.0.0.x); no tests of its own."""
+
+    async def attempt(self, user: tuple[str, str], source: str) -> tuple[bytes, bytes]:
+        """(status line, body) of GET /api/contacts with ``user``'s credentials from ``source``."""
+        answer = await raw_request(port_of(self.bridge), request_head("GET", "/api/contacts", user), source)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        return head.split(b"\r\n", 1)[0], body
+
+
+class ThrottleTests(LoginAttempts):
+    """The default throttle against real Prosody."""
+
+    async def test_throttled_jid_gets_the_same_429_with_or_without_the_password(self) -> None:
+        """A guesser elsewhere does not lock a live user out; a throttled JID gets one 429 for any password."""
+        alice = self.new_user("alice")
+        wrong = (alice[0], "wrong-" + secrets.token_hex(4))
+        self.assertEqual((await self.attempt(alice, "127.0.0.1"))[0], b"HTTP/1.1 200 OK")
+        for _ in range(3):
+            self.assertEqual((await self.attempt(wrong, "127.0.0.2"))[0], b"HTTP/1.1 401 Unauthorized")
+        self.assertEqual((await self.attempt(wrong, "127.0.0.2"))[0], b"HTTP/1.1 429 Too Many Requests")
+        self.assertEqual((await self.attempt(alice, "127.0.0.2"))[0], b"HTTP/1.1 429 Too Many Requests")
+        self.assertEqual((await self.attempt(alice, "127.0.0.1"))[0], b"HTTP/1.1 200 OK")
+        for _ in range(2):
+            self.assertEqual((await self.attempt(wrong, "127.0.0.3"))[0], b"HTTP/1.1 401 Unauthorized")
+        # Five failures in all: the JID is throttled everywhere, live session or not.
+        right, guess = await self.attempt(alice, "127.0.0.1"), await self.attempt(wrong, "127.0.0.1")
+        self.assertEqual(right, guess)
+        self.assertEqual(right, (b"HTTP/1.1 429 Too Many Requests", b'"Too many failed login attempts"'))
+
+
+class AddressThrottleTests(LoginAttempts):
+    # Sessions close after 1 s idle, so a known user's next login has to go to the server.
+    bridge_sections = {"xmpp": {"idle_timeout": 1.0}}
+
+    async def test_invented_jids_do_not_lock_out_known_users(self) -> None:
+        """50 failed logins with invented JIDs hold new logins from that address, not a user who logged in from it."""
+        alice, bob = self.new_user("alice"), self.new_user("bob")
+        self.assertEqual((await self.call("GET", "/api/contacts", alice)).code, 200)
+        for _ in range(100):
+            if not len(self.bridge.parts.pool):
+                break
+            await sleep(0.1)
+        self.assertEqual(len(self.bridge.parts.pool), 0)
+        for n in range(50):
+            self.assertEqual((await self.call("GET", "/api/contacts", (f"nobody{n}x@localhost", "x"))).code, 401)
+        self.assertEqual((await self.call("GET", "/api/contacts", bob)).code, 429)
+        self.assertEqual((await self.call("GET", "/api/contacts", alice)).code, 200)
+        self.assertEqual((await self.attempt(bob, "127.0.0.2"))[0], b"HTTP/1.1 200 OK")
+
+
+class StreamsPerUserTests(BridgeTestCase):
+    bridge_sections = {"limits": {"max_streams_per_user": 1}}
+
+    async def test_a_user_past_the_cap_gets_429_with_basic_or_token(self) -> None:
+        """Past max_streams_per_user a user's stream (Basic or token) gets 429 with Retry-After; others stream."""
+        alice, bob = self.new_user("alice"), self.new_user("bob")
+        first = await raw_connect(port_of(self.bridge))
+        first.send(request_head("GET", "/api/sse", alice))
+        await first.until(b"200 OK")
+        refused = await self.call("GET", "/api/sse", alice)
+        self.assertEqual((refused.code, refused.json), (429, "Too many event streams for this user"))
+        self.assertEqual(refused.header("Retry-After"), "10")
+        issued = await self.call("POST", "/api/sse/token", alice)
+        self.assertEqual(issued.code, 201)
+        token_path = f"/api/sse?token={issued.json['token']}"
+        answer = await raw_request(port_of(self.bridge), request_head("GET", token_path))
+        self.assertTrue(answer.startswith(b"HTTP/1.1 429 Too Many Requests\r\n"), answer[:100])
+        self.assertIn(b"Retry-After: 10", answer)
+        self.assertTrue(answer.endswith(b'"Too many event streams for this user"'), answer[-100:])
+        other = await raw_connect(port_of(self.bridge))
+        self.addCleanup(other.close)
+        other.send(request_head("GET", "/api/sse", bob))
+        await other.until(b"200 OK")
+        first.close()
+        await first.closed
+        await sleep(0.1)
+        again = await raw_connect(port_of(self.bridge))
+        self.addCleanup(again.close)
+        again.send(request_head("GET", token_path))
+        await again.until(b"200 OK")
+
+
+class OversizedRequestTests(BridgeTestCase):
+    async def test_long_header_gets_431_and_long_path_414(self) -> None:
+        """A 17 KB header line gets 431, a 20 KB path 414, each with a JSON reason and a closed connection."""
+        port = port_of(self.bridge)
+        header = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 17_000 + b"\r\n\r\n"
+        answer = await raw_request(port, header)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), answer[:100])
+        self.assertTrue(answer.endswith(b'\r\n\r\n"Request header too large"'), answer[-100:])
+        answer = await raw_request(port, b"GET /" + b"p" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 414 URI Too Long\r\n"), answer[:100])
+        self.assertTrue(answer.endswith(b'\r\n\r\n"Request URI too long"'), answer[-100:])
+        self.assertEqual((await self.call("GET", "/healthz")).code, 200)
+
+
+class BacklogTests(BridgeTestCase):
+    async def test_listener_has_the_configured_backlog(self) -> None:
+        """The HTTP listener's kernel backlog is http.backlog (1024), not Twisted's 50."""
+        import subprocess
+
+        listing = subprocess.run(
+            ["ss", "-ltnH", f"sport = :{port_of(self.bridge)}"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        self.assertEqual(listing[2], str(min(1024, int(Path("/proc/sys/net/core/somaxconn").read_text()))))
