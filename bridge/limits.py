@@ -149,7 +149,9 @@ class RequestLimits:
                 wait = self._users.take(bare)
                 if wait > 0:
                     return Refusal(429, "Too many requests", str(math.ceil(wait)), "user")
-            else:
+            elif not self._pool.has_session(bare):
+                # Only users without a session are held by the cap: a wrong password for one
+                # with a session goes to the server like any other, never a 503 without it.
                 cap = self._config.max_sessions
                 if cap and bare not in self._logging_in and len(self._pool) + len(self._logging_in) >= cap:
                     return Refusal(503, "Too many sessions", CAP_RETRY_AFTER, "sessions")

@@ -170,6 +170,8 @@ class FakePool:
         self.accounts = accounts
         self.live: dict[str, tuple[FakeSession, str]] = {}
         self.logins: list[str] = []
+        # When set, every login waits for this Deferred before the "server" answers.
+        self.server_answers: defer.Deferred[None] | None = None
 
     def existing(self, jid: Any, password: str) -> FakeSession | None:
         current = self.live.get(jid.userhost())
@@ -178,6 +180,8 @@ class FakePool:
     async def session(self, jid: Any, password: str) -> FakeSession:
         bare = jid.userhost()
         self.logins.append(bare)
+        if self.server_answers is not None:
+            await self.server_answers
         if self.accounts.get(bare) != password:
             raise AuthenticationFailed("not-authorized")
         session = FakeSession()
@@ -282,6 +286,22 @@ class AuthenticatorTests(unittest.TestCase):
             self.pool.accounts[f"user{n}@localhost"] = "pw"
         results = {self.attempt("pw", "198.51.100.7", f"user{n}@localhost")[0] for n in range(200)}
         self.assertEqual(results, {200})
+
+    def test_parallel_guesses_are_counted_as_if_sent_one_by_one(self) -> None:
+        """Guesses sent at once reach the server one at a time: no more of them than the throttle allows."""
+        self.pool.server_answers = defer.Deferred()
+        attempts = [
+            defer.Deferred.fromCoroutine(self.auth.session(FakeRequest("alice@localhost", f"g{n}", "203.0.113.1")))  # type: ignore[arg-type]
+            for n in range(20)
+        ]
+        statuses: list[int] = []
+        for attempt in attempts:
+            attempt.addErrback(lambda failure: statuses.append(failure.value.status))
+        self.assertEqual(len(self.pool.logins), 1)
+        self.pool.server_answers.callback(None)
+        self.assertEqual(len(self.pool.logins), 3)
+        self.assertEqual(sorted(statuses), [401] * 3 + [429] * 17)
+        self.assertEqual(self.auth._logins, {})
 
     def test_credentials_are_parsed_once_per_request(self) -> None:
         """The request limits and the authenticator share one parse of the Authorization header."""

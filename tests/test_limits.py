@@ -57,6 +57,9 @@ class FakePool:
     def existing(self, jid: Any, password: str) -> object | None:
         return object() if (jid.userhost(), password) in self.live else None
 
+    def has_session(self, bare: str) -> bool:
+        return any(user == bare for user, _ in self.live)
+
     def __len__(self) -> int:
         return len(self.live)
 
@@ -155,6 +158,13 @@ class RequestLimitsTests(unittest.TestCase):
         self.assertIsNone(limits.check(FakeRequest(alice)))  # type: ignore[arg-type]
         self.assertIsNone(limits.check(FakeRequest(("bob@localhost", "b"))))  # type: ignore[arg-type]
         pending.finish()
+
+    def test_session_cap_is_no_password_oracle(self) -> None:
+        """At max_sessions, a wrong password for a user with a session goes on to the server, as the right one does."""
+        alice = ("alice@localhost", "a")
+        _, limits = self.limits({alice}, max_sessions=1)
+        self.assertIsNone(limits.check(FakeRequest(("alice@localhost", "guess"))))  # type: ignore[arg-type]
+        self.assertIsNone(limits.check(FakeRequest(alice)))  # type: ignore[arg-type]
 
     def test_stream_cap(self) -> None:
         """At max_streams, a new event stream gets 503 until one closes."""

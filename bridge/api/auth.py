@@ -5,8 +5,10 @@ is opened, so the server alone decides. Failed attempts are throttled per (JID, 
 pair, per JID and per client address (``bridge.throttle``), and the throttle is asked
 before anything looks at the password: a throttled JID gets the same 429 whether the
 password is right or wrong and whether or not it has a live session, so the throttle is
-never a password oracle and a live session never a way around it. The password is never
-logged and never stored.
+never a password oracle and a live session never a way around it. Logins whose outcome
+is up to the server run one at a time per JID, each after a fresh look at the throttle,
+so guesses sent in parallel are counted as if sent one after another. The password is
+never logged and never stored.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import binascii
 import math
 from base64 import b64decode
 
+from twisted.internet import defer
 from twisted.web.server import Request
 from twisted.words.protocols.jabber.jid import JID
 
@@ -79,6 +82,8 @@ class Authenticator:
         self._domains = {JID(domain).host for domain in domains}
         self._realm = realm
         self._throttle = throttle
+        # Bare JID -> the lock its unverified logins take turns on (dropped when unused).
+        self._logins: dict[str, defer.DeferredLock] = {}
 
     def credentials(self, request: Request) -> tuple[JID, str]:
         """The request's Basic credentials for a served domain, or 401."""
@@ -98,18 +103,39 @@ class Authenticator:
         jid, password = self.credentials(request)
         bare, address = jid.userhost(), _client_address(request)
         request.bridge_user = bare  # type: ignore[attr-defined]  # for the access log
+        self._check_throttle(bare, address)
+        session = self._pool.existing(jid, password)
+        if session is None:
+            session = await self._log_in(jid, password, address)
+        self._throttle.succeeded(bare, address)
+        return session
+
+    def _check_throttle(self, bare: str, address: str) -> None:
         wait = self._throttle.retry_after(bare, address)
         if wait > 0:
             raise ApiError(429, "Too many failed login attempts", {"Retry-After": str(math.ceil(wait))})
-        session = self._pool.existing(jid, password)
-        if session is None:
+
+    async def _log_in(self, jid: JID, password: str, address: str) -> Session:
+        """Ask the server, after the JID's other logins in flight have been answered and counted."""
+        bare = jid.userhost()
+        lock = self._logins.get(bare)
+        if lock is None:
+            lock = self._logins[bare] = defer.DeferredLock()
+        await lock.acquire()
+        try:
+            self._check_throttle(bare, address)
+            session = self._pool.existing(jid, password)
+            if session is not None:
+                return session
             try:
-                session = await self._pool.session(jid, password)
+                return await self._pool.session(jid, password)
             except AuthenticationFailed:
                 self._throttle.failed(bare, address)
                 raise Unauthorized(self._realm) from None
-        self._throttle.succeeded(bare, address)
-        return session
+        finally:
+            lock.release()  # may run the next waiter (and its own clean-up) right here
+            if not lock.locked and not lock.waiting and self._logins.get(bare) is lock:
+                del self._logins[bare]
 
 
 def _client_address(request: Request) -> str:

@@ -58,6 +58,11 @@ class SessionPool(Service):
     def _digest(self, bare: str, password: str) -> bytes:
         return hmac.new(self._key, f"{bare}\0{password}".encode(), hashlib.sha256).digest()
 
+    def has_session(self, bare: str) -> bool:
+        """Whether ``bare`` has a live session, whatever its password (for caps, never for access)."""
+        current = self._sessions.get(bare)
+        return current is not None and current[0].alive
+
     def existing(self, jid: JID, password: str) -> Session | None:
         """The user's live session if it was opened with this very password."""
         bare = jid.userhost()
