@@ -201,3 +201,10 @@ class PathTests(SiteTestCase):
         self.assertEqual(response.code, 401)
         response, raw = await self.request("GET", "/api/%C3%A9")
         self.assertEqual((response.code, json.loads(raw)), (404, "Not found"))
+
+    async def test_repeated_slashes_are_404_not_a_redirect_loop(self) -> None:
+        """A path with an empty segment in a mounted group is a JSON 404, not a 308 to the same URL."""
+        for method, path in (("PUT", "/api/rooms/a@b//config"), ("POST", "/api/rooms//users"), ("GET", "/api//rooms")):
+            response = await self.http.request(method, BASE + path, allow_redirects=False)
+            raw = await response.content()
+            self.assertEqual((response.code, json.loads(raw)), (404, "Not found"), (method, path))
