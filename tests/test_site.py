@@ -11,12 +11,11 @@ from typing import Any
 
 from treq.testing import StubTreq
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.trial import unittest
-from zope.interface import provider
 
 from bridge.config import parse_config
 from bridge.tap import build
+from tests.integration.bridge_log import BridgeLog
 
 BASE = "http://bridge.example"
 AUTH = "Basic " + "YWxpY2VAbG9jYWxob3N0OnNlY3JldA=="  # alice@localhost:secret
@@ -37,23 +36,6 @@ BODY_OPERATIONS = [
 def site_client(config: str = "") -> StubTreq:
     _, parts = build(parse_config(config, {}), MemoryReactorClock())
     return StubTreq(parts.site.resource)
-
-
-class CapturedLog:
-    """The twisted.logger events emitted while it is installed (removed by the test's cleanup)."""
-
-    def __init__(self, test: unittest.TestCase) -> None:
-        self.events: list[LogEvent] = []
-
-        @provider(ILogObserver)
-        def observe(event: LogEvent) -> None:
-            self.events.append(event)
-
-        globalLogPublisher.addObserver(observe)
-        test.addCleanup(globalLogPublisher.removeObserver, observe)
-
-    def failures(self) -> list[LogEvent]:
-        return [event for event in self.events if "log_failure" in event]
 
 
 class SiteTestCase(unittest.TestCase):
@@ -174,7 +156,7 @@ class ContentTypeTests(SiteTestCase):
 class PathTests(SiteTestCase):
     async def test_non_utf8_paths_are_json_400_without_a_traceback(self) -> None:
         """A path that is not UTF-8 gets the route's JSON 400, and nothing is logged as a failure."""
-        log = CapturedLog(self)
+        log = BridgeLog(self.addCleanup)
         cases = [
             ("GET", "/api/messages/%FF", "Invalid interlocutor JID"),
             ("GET", "/api/messages/a%FF%FE@localhost", "Invalid interlocutor JID"),
@@ -193,7 +175,7 @@ class PathTests(SiteTestCase):
             self.assertEqual(response.code, 400, path)
             self.assertTrue(response.headers.getRawHeaders("content-type")[0].startswith("application/json"), path)
             self.assertEqual(json.loads(raw), message, path)
-        self.assertEqual(log.failures(), [])
+        self.assertEqual(log.tracebacks(), [])
 
     async def test_valid_utf8_paths_still_route(self) -> None:
         """Percent-encoded UTF-8 in a path is routed as before (here: 401 without a login, 404 unknown)."""
