@@ -115,5 +115,6 @@ class FuzzTests(BridgeTestCase):
         output = (out + err).decode("utf-8", "replace")
         (report / "output.txt").write_text(output)
         self.assertEqual(code, 0, output[-12000:])
+        self.assertGreater(len(bridge_log.statuses(100)), 1000, "the bridge's access log was not captured")
         self.assertEqual(bridge_log.statuses(500), [], "5xx answers in the bridge's access log")
         self.assertEqual(bridge_log.tracebacks(), [], "tracebacks in the bridge's log")

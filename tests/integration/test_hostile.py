@@ -190,6 +190,8 @@ class HostileTestCase(BridgeTestCase):
                 failed.append(f"{status}: {label}")
         tracebacks = self.log.tracebacks()
         total = len(rows) + len(raw or {})
+        # The capture itself works: every row that got an answer has its access line.
+        self.assertGreaterEqual(len(self.log.statuses(at_least=100)), len(rows) - len(failed))
         self.assertEqual(
             (failed, len(tracebacks)),
             ([], 0),
