@@ -100,6 +100,24 @@ class DocumentTests(unittest.TestCase):
                 self.assertIn("401", op["responses"], f"{method} {path}")
                 self.assertIn("429", op["responses"], f"{method} {path}")
 
+    def test_operations_with_a_body_document_415(self) -> None:
+        """Every operation that takes a request body documents 415 "Content-Type must be application/json"."""
+        responses = self.spec["components"]["responses"]
+        with_body = 0
+        for path, item in self.spec["paths"].items():
+            for method, op in item.items():
+                if method not in HTTP_METHODS or "requestBody" not in op:
+                    continue
+                with_body += 1
+                self.assertEqual(list(op["requestBody"]["content"]), ["application/json"], f"{method} {path}")
+                response = op["responses"].get("415", {})
+                if "$ref" in response:
+                    response = responses[response["$ref"].rsplit("/", 1)[1]]
+                examples = response.get("content", {}).get("application/json", {}).get("examples", {})
+                values = [example["value"] for example in examples.values()]
+                self.assertEqual(values, ["Content-Type must be application/json"], f"{method} {path}")
+        self.assertGreater(with_body, 5)
+
     def test_errors_are_json_strings(self) -> None:
         """Every documented error response (4xx, 5xx) with a body is a JSON string, as DESIGN.md fixes."""
         responses = self.spec["components"]["responses"]

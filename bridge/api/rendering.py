@@ -55,7 +55,13 @@ def method_not_allowed(request: Request, methods: list[str]) -> bytes:
 
 
 def json_errors(app: Klein) -> Klein:
-    """Make ``app`` answer unknown paths (404) and methods (405) in JSON like the rest."""
+    """Make ``app`` answer unknown paths (404) and methods (405) in JSON like the rest.
+
+    Call it before any route is added. It also stops Werkzeug from merging repeated
+    slashes: in a mounted group that answers ``/a//b`` with a 308 to the very same URL (a
+    redirect loop), and an empty segment is no value of a path parameter anyway (404).
+    """
+    app.url_map.merge_slashes = False
 
     @app.handle_errors(NotFound)  # type: ignore[arg-type]
     def not_found(_instance: Any, request: Any, failure: Any) -> bytes:

@@ -2,9 +2,10 @@
 
 Each resource group is its own Klein app (``messages``, ...), mounted here with
 ``branch=True``. Around the Klein resource sit the concerns every path shares: CORS (with
-pre-flight answered without credentials), the request body limit (413 before the body
-is read into memory), and when ``build_site`` is given them, rate limits and caps
-(``bridge.limits``) and metrics (``bridge.metrics``). The access log names method, path
+pre-flight answered without credentials, and never with credentials allowed), the request
+body limit (413 before the body is read into memory), input checks before routing (415
+for a body that is not JSON, 400 for a path that is not UTF-8), and when ``build_site`` is
+given them, rate limits and caps (``bridge.limits``) and metrics (``bridge.metrics``). The access log names method, path
 without query, status, duration and user; never credentials, tokens or bodies.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes as unquote
 
 from klein import Klein
 from twisted.internet.interfaces import IReactorTime
@@ -23,7 +25,8 @@ from twisted.web.server import Request, Site
 
 from bridge.api.contacts import ContactsApi
 from bridge.api.docs import DocsApi
-from bridge.api.errors import write_json
+from bridge.api.errors import ApiError, write_json
+from bridge.api.input import require_json_body
 from bridge.api.messages import MessagesApi
 from bridge.api.rendering import json_errors
 from bridge.api.rooms import RoomsApi
@@ -38,6 +41,8 @@ API_METHODS = b"GET, POST, PUT, DELETE, OPTIONS"
 # The status an access line shows for a client that left before any answer (nginx's 499).
 CLIENT_GONE = 499
 ALLOWED_HEADERS = b"Authorization, Content-Type, Last-Event-ID"
+# The Origin of pages without one of their own (sandboxed frames, file: and data: URLs).
+OPAQUE_ORIGIN = b"null"
 
 
 @dataclass
@@ -101,7 +106,15 @@ class BridgeApi:
 
 
 class CorsResource(Resource):
-    """Adds CORS headers to every answer and answers pre-flight requests itself."""
+    """Adds CORS headers to every answer and answers pre-flight requests itself.
+
+    The API is called with an explicit ``Authorization`` header, never with cookies or a
+    login the browser cached, so ``Access-Control-Allow-Credentials`` is never sent: a page
+    that asks for ``credentials: 'include'`` is refused by the browser, and a page may only
+    use credentials it was given. An allowed ``Origin`` is echoed (with ``Vary: Origin``);
+    with ``"*"`` that is any origin except ``null`` (sandboxed frames, ``file:`` and
+    ``data:`` pages, redirects), which is allowed only when listed by name.
+    """
 
     isLeaf = True
 
@@ -109,14 +122,21 @@ class CorsResource(Resource):
         super().__init__()
         self._wrapped = wrapped
         self._any = "*" in origins
-        self._origins = {origin.encode() for origin in origins}
+        self._origins = {origin.encode() for origin in origins if origin != "*"}
+
+    def allows(self, origin: bytes | None) -> bool:
+        """Whether a page on ``origin`` may read the answers."""
+        if not origin:
+            return False
+        if origin in self._origins:
+            return True
+        return self._any and origin != OPAQUE_ORIGIN
 
     def _allow(self, request: Request) -> None:
         origin = request.getHeader(b"origin")
         request.setHeader(b"Vary", b"Origin")
-        if origin and (self._any or origin in self._origins):
+        if origin is not None and self.allows(origin):
             request.setHeader(b"Access-Control-Allow-Origin", origin)
-            request.setHeader(b"Access-Control-Allow-Credentials", b"true")
             request.setHeader(b"Access-Control-Expose-Headers", b"Retry-After, WWW-Authenticate")
 
     def render(self, request: Request) -> bytes | int:
@@ -128,6 +148,59 @@ class CorsResource(Resource):
             request.setHeader(b"Access-Control-Max-Age", b"86400")
             request.setHeader(b"Allow", API_METHODS)
             return b""
+        return self._wrapped.render(request)
+
+
+def path_error(request: Request) -> str | None:
+    """The 400 message for a path or Host that is not UTF-8, else None.
+
+    Klein answers those itself with a text/html 400 and logs a traceback for each, so they
+    are refused here, with the message the route would give its parameter: the path's
+    segments as Twisted splits and percent-decodes them, the first bad one named.
+    """
+    try:
+        request.getRequestHostname().decode("utf-8")
+    except UnicodeDecodeError:
+        return "Invalid Host header"
+    segments = [unquote(segment) for segment in request.path.split(b"/")[1:]]
+    for index, segment in enumerate(segments):
+        try:
+            segment.decode("utf-8")
+        except UnicodeDecodeError:
+            return _segment_error(segments, index)
+    return None
+
+
+def _segment_error(segments: list[bytes], bad: int) -> str:
+    group = segments[:2]
+    if group == [b"api", b"messages"] and bad >= 2:
+        return "Invalid interlocutor JID"
+    if group == [b"api", b"contacts"] and bad >= 2:
+        return "Invalid JID: " + b"/".join(segments[2:]).decode("utf-8", "replace")
+    if group == [b"api", b"rooms"] and bad == 2:
+        return "Invalid room ID"
+    if group == [b"api", b"rooms"] and bad == 4 and segments[3] == b"users":
+        return "Invalid user JID"
+    return "Invalid request path"
+
+
+class RequestChecksResource(Resource):
+    """Refuses, before routing, what Klein would misread: paths that are not UTF-8, bodies that are not JSON."""
+
+    isLeaf = True
+
+    def __init__(self, wrapped: Resource) -> None:
+        super().__init__()
+        self._wrapped = wrapped
+
+    def render(self, request: Request) -> bytes | int:
+        message = path_error(request)
+        if message is not None:
+            return write_json(request, 400, message)
+        try:
+            require_json_body(request)
+        except ApiError as error:
+            return write_json(request, error.status, error.message)
         return self._wrapped.render(request)
 
 
@@ -227,8 +300,12 @@ def build_site(
     metrics: BridgeMetrics | None = None,
     readiness: Readiness | None = None,
 ) -> BridgeSite:
-    """The site: metrics around CORS around the limits around the API (each one optional)."""
-    resource: Resource = BridgeApi(groups, readiness).app.resource()
+    """The site: metrics around CORS around the limits around the input checks around the API.
+
+    Metrics and limits are optional. The input checks sit inside the limits, so refused
+    requests still count against the client's rate.
+    """
+    resource: Resource = RequestChecksResource(BridgeApi(groups, readiness).app.resource())
     if limits is not None:
         resource = LimitsResource(resource, limits)
     resource = CorsResource(resource, cors_origins)

@@ -64,13 +64,18 @@ class BridgeTestCase(unittest.TestCase):
         raw: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> Reply:
-        """One HTTP request to the bridge; ``body`` is sent as JSON, ``raw`` as it is."""
+        """One HTTP request to the bridge; ``body`` is sent as JSON, ``raw`` as it is.
+
+        Either is declared ``application/json`` unless ``headers`` says otherwise (the
+        bridge answers 415 to any other body).
+        """
         all_headers = dict(headers or {})
         if user is not None:
             all_headers["Authorization"] = basic(*user)
         data = raw
         if body is not None:
             data = json.dumps(body).encode()
+        if data:
             all_headers.setdefault("Content-Type", "application/json")
         response = await self.bridge.http.request(
             method,

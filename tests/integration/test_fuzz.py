@@ -6,10 +6,12 @@ reactor's thread) with the credentials of a registered user, a bounded number of
 examples per operation and a fixed seed. It checks every answer: no 5xx, the status is one
 the document lists for the operation, and headers, content type and body match the
 document; an answer slower than ``MAX_RESPONSE_TIME`` or none within ``REQUEST_TIMEOUT``
-fails (no hang). ``GET /api/sse`` is left out: its 200 answer never ends by design; its
-input checks have their own tests.
+fails (no hang). The bridge's own log of the run must show no 5xx answer and no traceback
+(``tests.integration.bridge_log``): bad input is a 4xx, never a logged failure.
+``GET /api/sse`` is left out: its 200 answer never ends by design; its input checks have
+their own tests (and ``tests/integration/test_hostile.py`` covers hand-picked bad input).
 
-Size: ``BRIDGE_FUZZ_EXAMPLES`` examples per operation (default 15) in the examples,
+Size: ``BRIDGE_FUZZ_EXAMPLES`` examples per operation (default 50) in the examples,
 coverage and fuzzing phases; the run lasts a couple of minutes. Bugs it found are pinned
 by regression tests in ``tests/integration/test_production.py`` (``FuzzRegressionTests``).
 """
@@ -25,6 +27,7 @@ from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 
 from tests.integration.base import BridgeTestCase
+from tests.integration.bridge_log import BridgeLog
 
 EXAMPLES = int(os.environ.get("BRIDGE_FUZZ_EXAMPLES", "50"))
 SEED = int(os.environ.get("BRIDGE_FUZZ_SEED", "20260101"))
@@ -63,7 +66,8 @@ class FuzzTests(BridgeTestCase):
     }
 
     async def test_api_survives_schemathesis(self) -> None:
-        """Generated requests for every operation get a documented, well-formed answer in time, never a 5xx."""
+        """Generated requests get a documented, well-formed answer in time, never a 5xx, and log no traceback."""
+        bridge_log = BridgeLog(self.addCleanup)
         user = self.new_user("fuzz")
         # A contact and some history, so listing and archive operations return data to check.
         other = self.new_user("peer")
@@ -111,3 +115,6 @@ class FuzzTests(BridgeTestCase):
         output = (out + err).decode("utf-8", "replace")
         (report / "output.txt").write_text(output)
         self.assertEqual(code, 0, output[-12000:])
+        self.assertGreater(len(bridge_log.statuses(100)), 1000, "the bridge's access log was not captured")
+        self.assertEqual(bridge_log.statuses(500), [], "5xx answers in the bridge's access log")
+        self.assertEqual(bridge_log.tracebacks(), [], "tracebacks in the bridge's log")
