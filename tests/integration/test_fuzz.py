@@ -62,7 +62,7 @@ class FuzzTests(BridgeTestCase):
         # One user sends every request: rate limits and the failed-login throttle would only
         # turn most of the run into 429s (which the document allows, and tests cover).
         "limits": {"user_rate": 0.0, "address_rate": 0.0},
-        "throttle": {"failures_per_jid": 1_000_000, "failures_per_address": 1_000_000},
+        "throttle": {"failures_per_jid": 1_000_000, "failures_per_address": 1_000_000, "failures_per_pair": 1_000_000},
     }
 
     async def test_api_survives_schemathesis(self) -> None:

@@ -134,7 +134,7 @@ class HostileTestCase(BridgeTestCase):
     bridge_sections = {
         # One user sends every row: rate limits and the login throttle would turn it into 429s.
         "limits": {"user_rate": 0.0, "address_rate": 0.0},
-        "throttle": {"failures_per_jid": 1_000_000, "failures_per_address": 1_000_000},
+        "throttle": {"failures_per_jid": 1_000_000, "failures_per_address": 1_000_000, "failures_per_pair": 1_000_000},
     }
 
     async def setup_users(self) -> None:
