@@ -140,6 +140,18 @@ class BuildMessageTests(unittest.TestCase):
         self.assertEqual(len(ids), 100)
 
 
+class UntrustedJidTests(unittest.TestCase):
+    def test_final_dot_of_the_domain_is_dropped(self) -> None:
+        """RFC 7622 3.2: "a@example.com." is "a@example.com" (the one normalisation, for comparison and routing)."""
+        from bridge.jid import parse
+
+        self.assertEqual(parse("A@Example.COM.").full(), "a@example.com")  # type: ignore[union-attr]
+        self.assertEqual(parse("a@b./r").full(), "a@b/r")  # type: ignore[union-attr]
+        self.assertEqual(parse("b.").full(), "b")  # type: ignore[union-attr]
+        for bad in ("a@.", ".", "a@b..", "a@b..c", "a@.b"):
+            self.assertIsNone(parse(bad), bad)
+
+
 class TextAndTimeTests(unittest.TestCase):
     def test_xml_text(self) -> None:
         """Control characters and lone surrogates cannot go into a stream; the rest can."""

@@ -21,11 +21,12 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.words.protocols.jabber.error import StanzaError
-from twisted.words.protocols.jabber.jid import JID, InvalidFormat
+from twisted.words.protocols.jabber.jid import JID
 from twisted.words.protocols.jabber.xmlstream import toResponse
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
+from bridge.jid import parse
 from bridge.muclight import archive
 from bridge.muclight.presence import AvailableResources
 from bridge.muclight.protocol import (
@@ -87,12 +88,8 @@ def plain(element: domish.Element) -> domish.Element:
 
 
 def _jid(text: str | None) -> JID | None:
-    if not text:
-        return None
-    try:
-        return JID(text)
-    except (InvalidFormat, UnicodeError, ValueError):
-        return None
+    """A stanza's ``to`` or ``from``; None when absent or not a JID (``bridge.jid.parse``)."""
+    return parse(text)
 
 
 class MucLightService(XMPPHandler):
