@@ -18,6 +18,9 @@ from bridge.jid import parse
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
+# The latest ``before`` an archive query can carry: the archive code asks for messages at
+# or before ``before - 1`` ms, and Python's datetime (XEP-0082 times) ends with 9999-12-31.
+MAX_BEFORE = 253402300800000  # 10000-01-01T00:00:00Z in Unix ms
 
 
 def json_object(request: Request) -> dict[str, Any]:
@@ -99,6 +102,6 @@ def archive_window(request: Request) -> tuple[int, int | None]:
     before = None
     if "before" in args:
         before = _non_negative_int(args["before"])
-        if before is None:
+        if before is None or before > MAX_BEFORE:
             raise BadRequest("Invalid value of 'before'")
     return limit, before
