@@ -14,6 +14,8 @@ from bridge.convert import (
     parse_timestamp,
     properties_of,
 )
+from bridge.xmpp.archive import ArchiveClient
+from bridge.xmpp.events import incoming_event
 
 
 def parse(xml: str) -> domish.Element:
@@ -138,6 +140,62 @@ class BuildMessageTests(unittest.TestCase):
         """Each built message has its own unguessable id."""
         ids = {build_message(JID("b@x"), "x")["id"] for _ in range(100)}
         self.assertEqual(len(ids), 100)
+
+
+class _ArchiveServer:
+    """Stands for the session: answers MAM queries from ``pages`` (newest page first), as a server would."""
+
+    jid = JID("alice@localhost/rest-1")
+
+    def __init__(self, client: object, pages: list[list[tuple[str, str]]]) -> None:
+        self.client = client
+        self.pages = pages
+        self.asked = 0
+
+    async def iq(self, kind: str, query: domish.Element, to: object = None) -> domish.Element:
+        page = self.pages[self.asked]
+        self.asked += 1
+        for archive_id, stanza_type in page:
+            self.client._on_result(  # type: ignore[attr-defined]
+                parse(
+                    f"<message><result xmlns='urn:xmpp:mam:2' queryid='{query['queryid']}' id='{archive_id}'>"
+                    "<forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='2026-01-01T00:00:00Z'/>"
+                    f"<message type='{stanza_type}' from='bob@localhost' to='alice@localhost' id='{archive_id}'>"
+                    "<body>b</body></message></forwarded></result></message>"
+                )
+            )
+        complete = "true" if self.asked == len(self.pages) else "false"
+        first = f"<first>{page[0][0]}</first>" if page else ""
+        return parse(
+            f"<iq type='result'><fin xmlns='urn:xmpp:mam:2' complete='{complete}'>"
+            f"<set xmlns='http://jabber.org/protocol/rsm'>{first}</set></fin></iq>"
+        )
+
+
+class BounceTests(unittest.TestCase):
+    async def test_archive_skips_bounces_and_keeps_paging(self) -> None:
+        """Archived error messages (bounces) are left out, and a page of only bounces does not end the read early."""
+        client = ArchiveClient()
+        server = _ArchiveServer(
+            client, [[("5", "error"), ("6", "chat")], [("3", "error"), ("4", "error")], [("2", "chat")]]
+        )
+        client.parent = server  # type: ignore[assignment]
+        found = await client.query(None, None, 2)
+        self.assertEqual([m.archive_id for m in found], ["2", "6"])
+        self.assertEqual(server.asked, 3)
+
+    def test_live_bounces_are_no_events(self) -> None:
+        """A received error message, or a carbon copy of one, is no SSE event."""
+        own = "alice@localhost"
+        bounce = (
+            "<message type='error' from='x@nonexistent.invalid' to='alice@localhost/r' id='1'><body>b</body></message>"
+        )
+        self.assertIsNone(incoming_event(parse(bounce), own, "muclight.localhost", 0))
+        carbon = parse(
+            "<message from='alice@localhost' to='alice@localhost/r'><received xmlns='urn:xmpp:carbons:2'>"
+            f"<forwarded xmlns='urn:xmpp:forward:0'>{bounce}</forwarded></received></message>"
+        )
+        self.assertIsNone(incoming_event(carbon, own, "muclight.localhost", 0))
 
 
 class UntrustedJidTests(unittest.TestCase):

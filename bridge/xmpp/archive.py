@@ -109,6 +109,16 @@ def parse_result(message: domish.Element) -> tuple[str, ArchivedMessage] | None:
     return result.getAttribute("queryid", ""), ArchivedMessage(result["id"], timestamp, inner)
 
 
+def is_bounce(message: domish.Element) -> bool:
+    """Whether an archived stanza is an error message (a bounce), which is no message of the API.
+
+    Servers archive bounces (Prosody 0.12 keeps the ``type='error'`` answer to a message
+    for an unreachable domain); shown as messages they would look like empty messages
+    "from" the recipient.
+    """
+    return message.getAttribute("type") == "error"
+
+
 class ArchiveClient(XMPPHandler):
     """Runs MAM queries on the session's stream and collects their result messages."""
 
@@ -139,7 +149,8 @@ class ArchiveClient(XMPPHandler):
         before_id = ""
         while True:
             page, page_end = await self._page(with_jid, end, limit - len(found), before_id, archive)
-            found[:0] = page
+            # Paging follows what the server sent; bounces only drop out of the answer.
+            found[:0] = [each for each in page if not is_bounce(each.message)]
             before_id = page_end.first or (page[0].archive_id if page else "")
             if page_end.complete or not page or not before_id or len(found) >= limit:
                 break

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 
 from twisted.words.xish import domish
 
 from bridge.convert import properties_of
-from harness.xmpp_client import smack_message
+from bridge.xmpp.archive import build_query, parse_result
+from harness.xmpp_client import PlainClient, smack_message
 from tests.integration.base import BridgeTestCase
 
 
@@ -83,6 +85,44 @@ class SendMessageTests(BridgeTestCase):
             },
         )
         self.assertIsInstance(item["timestamp"], int)
+
+
+class BounceTests(BridgeTestCase):
+    async def test_bounce_is_not_an_archived_message(self) -> None:
+        """A message to an unreachable domain is archived; its bounce (type='error') is not shown as a message."""
+        alice = self.new_user("alice")
+        reply = await self.call("POST", "/api/messages", alice, {"to": "x@nonexistent.invalid", "body": "anyone?"})
+        self.assertEqual(reply.code, 200, reply)
+        # The server archives the bounce too: wait until its own MAM shows it to a plain client.
+        phone = await self.client(alice)
+        for _ in range(50):
+            if "error" in await _archived_types(phone):
+                break
+            await _sleep(0.1)
+        else:
+            self.fail("the server never archived the bounce")
+        for path in ("/api/messages", "/api/messages/x@nonexistent.invalid"):
+            history = await self.call("GET", path, alice)
+            self.assertEqual(history.code, 200, history)
+            self.assertEqual([(m["to"], m.get("body")) for m in history.json], [("x@nonexistent.invalid", "anyone?")])
+
+
+async def _archived_types(client: PlainClient) -> list[str]:
+    """The type attribute of every message in the client's MAM archive (via the server, not the bridge)."""
+    query_id = secrets.token_hex(4)
+    found: list[str] = []
+
+    def collect(message: domish.Element) -> None:
+        parsed = parse_result(message) if message.result is not None else None
+        if parsed is not None and parsed[0] == query_id:
+            found.append(parsed[1].message.getAttribute("type", "normal"))
+
+    client.xmlstream.addObserver("/message", collect)
+    try:
+        await client.iq("set", build_query(query_id, None, None, 50))
+    finally:
+        client.xmlstream.removeObserver("/message", collect)
+    return found
 
 
 class ArchiveWindowTests(BridgeTestCase):
