@@ -7,12 +7,14 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from bridge.convert import (
+    StanzaStream,
     build_message,
     format_timestamp,
     is_xml_text,
     message_to_json,
     parse_timestamp,
     properties_of,
+    to_xml,
 )
 from bridge.xmpp.archive import ArchiveClient
 from bridge.xmpp.events import incoming_event
@@ -196,6 +198,53 @@ class BounceTests(unittest.TestCase):
             f"<forwarded xmlns='urn:xmpp:forward:0'>{bounce}</forwarded></received></message>"
         )
         self.assertIsNone(incoming_event(carbon, own, "muclight.localhost", 0))
+
+
+WHITESPACE = "tab\there, CR LF\r\nlone CR\rLF\nend <&>'\""
+
+
+class SerializationTests(unittest.TestCase):
+    """What the bridge writes reads back exactly: XML normalisation must not touch CR, TAB or LF."""
+
+    def message(self) -> domish.Element:
+        return build_message(
+            JID("bob@localhost"), WHITESPACE, thread=WHITESPACE, parent=WHITESPACE, properties={"k": WHITESPACE}
+        )
+
+    def test_whitespace_is_written_as_references(self) -> None:
+        """CR in text, and TAB, LF and CR in attribute values, are character references; the rest is domish's."""
+        xml = to_xml(self.message())
+        self.assertIn("<body>tab\there, CR LF&#13;\nlone CR&#13;LF\nend &lt;&amp;&gt;'\"</body>", xml)
+        self.assertIn("parent='tab&#9;here, CR LF&#13;&#10;lone CR&#13;LF&#10;end &lt;&amp;&gt;&apos;&quot;'", xml)
+        self.assertNotIn("\r", xml)
+        plain = build_message(JID("bob@localhost"), "hi", thread="t", parent="p")
+        plain[("http://www.w3.org/XML/1998/namespace", "lang")] = "en"
+        plain.addElement(("urn:xmpp:chat-markers:0", "markable"))
+        self.assertEqual(to_xml(plain), plain.toXml())
+
+    def test_round_trip_through_a_parser(self) -> None:
+        """Parsed again (as the server parses it), body, thread, parent and properties are what was sent."""
+        json = message_to_json(parse(to_xml(self.message())), 0)
+        self.assertEqual(
+            (json["body"], json["thread"], json["parent"], json["properties"]), (WHITESPACE,) * 3 + ({"k": WHITESPACE},)
+        )
+
+    def test_stream_writes_with_to_xml(self) -> None:
+        """The bridge's XMPP streams write elements with to_xml, in the stream's default namespace."""
+        from twisted.internet.testing import StringTransport
+        from twisted.words.protocols.jabber import xmlstream
+
+        stream = StanzaStream(xmlstream.ConnectAuthenticator("localhost"))
+        transport = StringTransport()
+        stream.makeConnection(transport)
+        stream.namespace = "jabber:client"  # what the client authenticator sets
+        transport.clear()
+        message = self.message()
+        stream.send(message)
+        written = transport.value().decode()
+        self.assertTrue(written.startswith("<message to="), written)
+        self.assertIn("parent='tab&#9;here", written)
+        self.assertEqual(message_to_json(parse(written), 0)["body"], WHITESPACE)
 
 
 class UntrustedJidTests(unittest.TestCase):

@@ -229,6 +229,20 @@ class MucLightClientParsingTests(unittest.TestCase):
         self.assertEqual(await client.create(JID("muclight.localhost"), None, "n", "s"), "r1")
 
 
+class ComponentSerializationTests(unittest.TestCase):
+    def test_component_stream_and_room_archive_keep_whitespace(self) -> None:
+        """The component writes with to_xml, and a stored room message (to_xml, parse_element) keeps CR and TAB."""
+        from bridge.convert import StanzaStream, to_xml
+        from bridge.muclight.component import _Factory
+
+        self.assertIs(_Factory.protocol, StanzaStream)
+        message = domish.Element((None, "message"))
+        message["from"], message["id"] = "r@muclight.localhost/a@x", "a\tb"
+        message.addElement("body", content="one\r\ntwo\rthree")
+        stored = parse_element(to_xml(message))
+        self.assertEqual((str(stored.body), stored["id"]), ("one\r\ntwo\rthree", "a\tb"))
+
+
 class RoomJsonTests(unittest.TestCase):
     def test_message_and_affiliation(self) -> None:
         """Room messages and affiliation notices become MongooseIM's room JSON."""
