@@ -9,6 +9,7 @@ from typing import Any
 from twisted.internet import reactor, task
 from twisted.words.xish import domish
 
+from harness.prosody import ProsodyServer
 from harness.xmpp_client import PlainClient
 from tests.integration.base import BridgeTestCase, Reply
 
@@ -370,6 +371,24 @@ class HostileInputTests(RoomsTestCase):
         await self.expect("GET", path + "?before=253402300800001", alice, None, 400, "Invalid value of 'before'")
         history = await self.expect("GET", path + "?before=253402300800000", alice, None, 200)
         self.assertEqual([m["type"] for m in history.json], ["affiliation"])
+
+
+class WhitespaceTests(RoomsTestCase):
+    async def test_component_keeps_attribute_whitespace(self) -> None:
+        """A TAB in a chat marker id survives the component's archive and broadcast wherever the server passes it on."""
+        alice, bob = self.new_user("alice"), self.new_user("bob")
+        room_id = await self.room(alice, bob)
+        phone = await self.online(bob)
+        marker = {"type": "displayed", "id": "a\tb"}
+        await self.expect("POST", f"/api/rooms/{room_id}/messages", alice, {"chat_marker": marker}, 200)
+        received = await next_groupchat(phone)
+        broadcast_id = next(received.elements("urn:xmpp:chat-markers:0", "displayed"))["id"]
+        history = await self.expect("GET", f"/api/rooms/{room_id}/messages", bob, None, 200)
+        self.assertEqual(history.json[-1]["chat_marker"]["id"], broadcast_id)
+        if not isinstance(self.server, ProsodyServer):
+            # ejabberd writes attribute whitespace as references, so the component gets the
+            # TAB; Prosody 0.12 writes it raw and the component's parser reads a space.
+            self.assertEqual(broadcast_id, "a\tb")
 
 
 class ServiceNotFoundTests(RoomsTestCase):
