@@ -4,6 +4,10 @@ Twisted's ``JID`` raises more than ``InvalidFormat`` on hostile input (an empty 
 label such as ``a..b`` raises ``IndexError``) and does not enforce the 1023-byte limit on
 each part, which servers do, and it reads "@b" and "a@b/" as valid. Every JID from a
 client or a stanza goes through ``parse``.
+
+A domain's final dot ("a@example.com.") is stripped, as RFC 7622 3.2 requires before a
+JID is compared or used for routing: "a@example.com." and "a@example.com" are the same
+JID everywhere in the bridge (roster, rooms, archive filters, logins).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ def _parse(text: str) -> JID | None:
         jid = JID(text)
     except Exception:  # Twisted's stringprep raises several types on malformed input
         return None
+    if jid.host.endswith("."):  # Twisted refuses empty labels, so something is left
+        jid = JID(tuple=(jid.user, jid.host[:-1], jid.resource))
     for part in (jid.user, jid.host, jid.resource):
         if part is not None and (not part or len(part.encode("utf-8")) > MAX_PART_BYTES):
             return None

@@ -7,13 +7,17 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from bridge.convert import (
+    StanzaStream,
     build_message,
     format_timestamp,
     is_xml_text,
     message_to_json,
     parse_timestamp,
     properties_of,
+    to_xml,
 )
+from bridge.xmpp.archive import ArchiveClient
+from bridge.xmpp.events import incoming_event
 
 
 def parse(xml: str) -> domish.Element:
@@ -138,6 +142,121 @@ class BuildMessageTests(unittest.TestCase):
         """Each built message has its own unguessable id."""
         ids = {build_message(JID("b@x"), "x")["id"] for _ in range(100)}
         self.assertEqual(len(ids), 100)
+
+
+class _ArchiveServer:
+    """Stands for the session: answers MAM queries from ``pages`` (newest page first), as a server would."""
+
+    jid = JID("alice@localhost/rest-1")
+
+    def __init__(self, client: object, pages: list[list[tuple[str, str]]]) -> None:
+        self.client = client
+        self.pages = pages
+        self.asked = 0
+
+    async def iq(self, kind: str, query: domish.Element, to: object = None) -> domish.Element:
+        page = self.pages[self.asked]
+        self.asked += 1
+        for archive_id, stanza_type in page:
+            self.client._on_result(  # type: ignore[attr-defined]
+                parse(
+                    f"<message><result xmlns='urn:xmpp:mam:2' queryid='{query['queryid']}' id='{archive_id}'>"
+                    "<forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='2026-01-01T00:00:00Z'/>"
+                    f"<message type='{stanza_type}' from='bob@localhost' to='alice@localhost' id='{archive_id}'>"
+                    "<body>b</body></message></forwarded></result></message>"
+                )
+            )
+        complete = "true" if self.asked == len(self.pages) else "false"
+        first = f"<first>{page[0][0]}</first>" if page else ""
+        return parse(
+            f"<iq type='result'><fin xmlns='urn:xmpp:mam:2' complete='{complete}'>"
+            f"<set xmlns='http://jabber.org/protocol/rsm'>{first}</set></fin></iq>"
+        )
+
+
+class BounceTests(unittest.TestCase):
+    async def test_archive_skips_bounces_and_keeps_paging(self) -> None:
+        """Archived error messages (bounces) are left out, and a page of only bounces does not end the read early."""
+        client = ArchiveClient()
+        server = _ArchiveServer(
+            client, [[("5", "error"), ("6", "chat")], [("3", "error"), ("4", "error")], [("2", "chat")]]
+        )
+        client.parent = server  # type: ignore[assignment]
+        found = await client.query(None, None, 2)
+        self.assertEqual([m.archive_id for m in found], ["2", "6"])
+        self.assertEqual(server.asked, 3)
+
+    def test_live_bounces_are_no_events(self) -> None:
+        """A received error message, or a carbon copy of one, is no SSE event."""
+        own = "alice@localhost"
+        bounce = (
+            "<message type='error' from='x@nonexistent.invalid' to='alice@localhost/r' id='1'><body>b</body></message>"
+        )
+        self.assertIsNone(incoming_event(parse(bounce), own, "muclight.localhost", 0))
+        carbon = parse(
+            "<message from='alice@localhost' to='alice@localhost/r'><received xmlns='urn:xmpp:carbons:2'>"
+            f"<forwarded xmlns='urn:xmpp:forward:0'>{bounce}</forwarded></received></message>"
+        )
+        self.assertIsNone(incoming_event(carbon, own, "muclight.localhost", 0))
+
+
+WHITESPACE = "tab\there, CR LF\r\nlone CR\rLF\nend <&>'\""
+
+
+class SerializationTests(unittest.TestCase):
+    """What the bridge writes reads back exactly: XML normalisation must not touch CR, TAB or LF."""
+
+    def message(self) -> domish.Element:
+        return build_message(
+            JID("bob@localhost"), WHITESPACE, thread=WHITESPACE, parent=WHITESPACE, properties={"k": WHITESPACE}
+        )
+
+    def test_whitespace_is_written_as_references(self) -> None:
+        """CR in text, and TAB, LF and CR in attribute values, are character references; the rest is domish's."""
+        xml = to_xml(self.message())
+        self.assertIn("<body>tab\there, CR LF&#13;\nlone CR&#13;LF\nend &lt;&amp;&gt;'\"</body>", xml)
+        self.assertIn("parent='tab&#9;here, CR LF&#13;&#10;lone CR&#13;LF&#10;end &lt;&amp;&gt;&apos;&quot;'", xml)
+        self.assertNotIn("\r", xml)
+        plain = build_message(JID("bob@localhost"), "hi", thread="t", parent="p")
+        plain[("http://www.w3.org/XML/1998/namespace", "lang")] = "en"
+        plain.addElement(("urn:xmpp:chat-markers:0", "markable"))
+        self.assertEqual(to_xml(plain), plain.toXml())
+
+    def test_round_trip_through_a_parser(self) -> None:
+        """Parsed again (as the server parses it), body, thread, parent and properties are what was sent."""
+        json = message_to_json(parse(to_xml(self.message())), 0)
+        self.assertEqual(
+            (json["body"], json["thread"], json["parent"], json["properties"]), (WHITESPACE,) * 3 + ({"k": WHITESPACE},)
+        )
+
+    def test_stream_writes_with_to_xml(self) -> None:
+        """The bridge's XMPP streams write elements with to_xml, in the stream's default namespace."""
+        from twisted.internet.testing import StringTransport
+        from twisted.words.protocols.jabber import xmlstream
+
+        stream = StanzaStream(xmlstream.ConnectAuthenticator("localhost"))
+        transport = StringTransport()
+        stream.makeConnection(transport)
+        stream.namespace = "jabber:client"  # what the client authenticator sets
+        transport.clear()
+        message = self.message()
+        stream.send(message)
+        written = transport.value().decode()
+        self.assertTrue(written.startswith("<message to="), written)
+        self.assertIn("parent='tab&#9;here", written)
+        self.assertEqual(message_to_json(parse(written), 0)["body"], WHITESPACE)
+
+
+class UntrustedJidTests(unittest.TestCase):
+    def test_final_dot_of_the_domain_is_dropped(self) -> None:
+        """RFC 7622 3.2: "a@example.com." is "a@example.com" (the one normalisation, for comparison and routing)."""
+        from bridge.jid import parse
+
+        self.assertEqual(parse("A@Example.COM.").full(), "a@example.com")  # type: ignore[union-attr]
+        self.assertEqual(parse("a@b./r").full(), "a@b/r")  # type: ignore[union-attr]
+        self.assertEqual(parse("b.").full(), "b")  # type: ignore[union-attr]
+        for bad in ("a@.", ".", "a@b..", "a@b..c", "a@.b"):
+            self.assertIsNone(parse(bad), bad)
 
 
 class TextAndTimeTests(unittest.TestCase):

@@ -4,6 +4,7 @@ input checks and the room JSON, without a server."""
 from __future__ import annotations
 
 from twisted.trial import unittest
+from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from bridge.api.errors import BadRequest
@@ -12,7 +13,7 @@ from bridge.config import ConfigError, check_startup, parse_config
 from bridge.convert import room_message_to_json
 from bridge.muclight.archive import parse_query
 from bridge.muclight.presence import AvailableResources
-from bridge.muclight.protocol import NS_AFFILIATIONS, parse_element, user_items
+from bridge.muclight.protocol import NS_AFFILIATIONS, NS_DISCO_ITEMS, bare_jid, parse_element, user_items
 from bridge.muclight.rooms import (
     Refused,
     apply_changes,
@@ -21,6 +22,8 @@ from bridge.muclight.rooms import (
     notices_for,
 )
 from bridge.store import Room
+from bridge.xmpp.errors import RoomBadRequest
+from bridge.xmpp.muclight_client import MucLightClient
 
 ROOM = Room("r", "n", "", "v1", (("o@x", "owner"), ("m@x", "member"), ("n@x", "member")))
 
@@ -71,6 +74,12 @@ class RoomRuleTests(unittest.TestCase):
         self.assertEqual([e.name for e in notices["o@x"].elements()][:2], ["prev-version", "version"])
         self.assertNotIn("version", [e.name for e in notices["m@x"].elements()])
 
+    def test_bare_jid_uses_the_one_parser(self) -> None:
+        """Occupant JIDs from stanzas are parsed by bridge.jid: empty labels and over-long parts are not JIDs."""
+        self.assertEqual(bare_jid(" A@X. "), "a@x")
+        for bad in ("a@b..c", "a@.x", "x" * 1100 + "@x", "a@" + "d" * 1100, "@x", "a@x/r"):
+            self.assertIsNone(bare_jid(bad), bad[:20])
+
     def test_user_items_refuse_malformed_lists(self) -> None:
         """Occupant lists with duplicates, bad JIDs or unknown affiliations are refused."""
         for users in ((("a@x", "member"), ("a@x", "owner")), (("not a jid@@", "member"),), (("a@x", "admin"),)):
@@ -93,6 +102,15 @@ class PresenceTests(unittest.TestCase):
         self.assertEqual(table.resources("a@x"), ["a@x/2"])
         table.remove("a@x/2")
         self.assertEqual((table.resources("a@x"), len(table)), ([], 0))
+
+    def test_hostile_senders_are_ignored(self) -> None:
+        """Presence from JIDs that are not valid (empty labels, over-long parts) changes nothing and raises nothing."""
+        table = AvailableResources()
+        for sender in ("a@b..c/r", "a@.x/r", "a@x/", "x" * 1100 + "@x/r", ""):
+            presence = domish.Element((None, "presence"))
+            presence["from"] = sender
+            table.observe(presence)
+        self.assertEqual(len(table), 0)
 
 
 class ArchiveQueryTests(unittest.TestCase):
@@ -135,10 +153,21 @@ class RestInputTests(unittest.TestCase):
             ("a@other.host", "Invalid MUC Light domain"),
             ("x\x00", "Invalid room ID"),
             ("a@muclight.localhost/r", "Invalid room ID"),
+            ("a@b..c", "Invalid room ID"),
+            ("x@.muclight.localhost", "Invalid room ID"),
+            ("é" * 600, "Invalid room ID"),  # 1,200 bytes: longer than a localpart may be
         ):
             with self.assertRaises(BadRequest) as caught:
                 api.room(bad)
             self.assertEqual(caught.exception.message, message)
+
+    def test_user_jid(self) -> None:
+        """Member JIDs are validated like every JID input; a domain's final dot is dropped."""
+        self.assertEqual(RoomsApi._user("Bob@Localhost."), "bob@localhost")
+        for bad in ("a@b..c", "x" * 1100 + "@b", "a@" + "d" * 1100, "a@b/r", "@b"):
+            with self.assertRaises(BadRequest) as caught:
+                RoomsApi._user(bad)
+            self.assertEqual(caught.exception.message, f"Invalid user JID: {bad}"[:300])
 
     def test_message_parts(self) -> None:
         """markable needs a body; a marker needs a known type and an id; something must be sent."""
@@ -163,6 +192,55 @@ class RestInputTests(unittest.TestCase):
         self.assertEqual(room_config({"name": "n", "subject": ""}), ("n", ""))
         with self.assertRaises(BadRequest):
             room_config({"name": ["n"], "subject": "s"})
+
+
+class _FakeSession:
+    """Answers every IQ with ``answer`` (the MUC Light service's reply)."""
+
+    def __init__(self, answer: domish.Element) -> None:
+        self.answer = answer
+
+    async def iq(self, kind: str, payload: domish.Element, to: object = None) -> domish.Element:
+        return self.answer
+
+
+class MucLightClientParsingTests(unittest.TestCase):
+    """What the service answers is untrusted text too: hostile JIDs are skipped or refused, never raised."""
+
+    def client(self, answer: str) -> MucLightClient:
+        client = MucLightClient()
+        client.parent = _FakeSession(parse_element(answer))  # type: ignore[assignment]
+        return client
+
+    async def test_room_list_skips_malformed_item_jids(self) -> None:
+        """disco#items entries whose JID has an empty label or no localpart are not rooms."""
+        bad = ("a@b..c", "x@.muclight.localhost", "muclight.localhost", "x" * 1100 + "@muclight.localhost")
+        items = "".join(f"<item jid='{jid}'/>" for jid in bad)
+        client = self.client(f"<iq type='result'><query xmlns='{NS_DISCO_ITEMS}'>{items}</query></iq>")
+        self.assertEqual(await client.rooms(JID("muclight.localhost")), [])
+
+    async def test_create_refuses_a_malformed_room_jid(self) -> None:
+        """A creation result from a JID that does not parse is a bad answer (RoomBadRequest), not an IndexError."""
+        for origin in ("a@b..c", "x@.muclight.localhost", "r@other.host"):
+            client = self.client(f"<iq type='result' from='{origin}'/>")
+            with self.assertRaises(RoomBadRequest):
+                await client.create(JID("muclight.localhost"), None, "n", "s")
+        client = self.client("<iq type='result' from='r1@muclight.localhost'/>")
+        self.assertEqual(await client.create(JID("muclight.localhost"), None, "n", "s"), "r1")
+
+
+class ComponentSerializationTests(unittest.TestCase):
+    def test_component_stream_and_room_archive_keep_whitespace(self) -> None:
+        """The component writes with to_xml, and a stored room message (to_xml, parse_element) keeps CR and TAB."""
+        from bridge.convert import StanzaStream, to_xml
+        from bridge.muclight.component import _Factory
+
+        self.assertIs(_Factory.protocol, StanzaStream)
+        message = domish.Element((None, "message"))
+        message["from"], message["id"] = "r@muclight.localhost/a@x", "a\tb"
+        message.addElement("body", content="one\r\ntwo\rthree")
+        stored = parse_element(to_xml(message))
+        self.assertEqual((str(stored.body), stored["id"]), ("one\r\ntwo\rthree", "a\tb"))
 
 
 class RoomJsonTests(unittest.TestCase):

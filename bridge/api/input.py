@@ -56,6 +56,10 @@ def require_json_body(request: Request) -> None:
     if len(declared) != 1 or not is_json_media_type(declared[0]):
         raise ApiError(415, NOT_JSON)
 
+# The latest ``before`` an archive query can carry: the archive code asks for messages at
+# or before ``before - 1`` ms, and Python's datetime (XEP-0082 times) ends with 9999-12-31.
+MAX_BEFORE = 253402300800000  # 10000-01-01T00:00:00Z in Unix ms
+
 
 def json_object(request: Request) -> dict[str, Any]:
     """The request body as a JSON object; 415 if it is not declared JSON, 400 for anything else."""
@@ -137,6 +141,6 @@ def archive_window(request: Request) -> tuple[int, int | None]:
     before = None
     if "before" in args:
         before = _non_negative_int(args["before"])
-        if before is None:
+        if before is None or before > MAX_BEFORE:
             raise BadRequest("Invalid value of 'before'")
     return limit, before

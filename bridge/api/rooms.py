@@ -12,18 +12,18 @@ from typing import Any
 
 from klein import Klein
 from twisted.web.server import Request
-from twisted.words.protocols.jabber.jid import JID, InvalidFormat
-from twisted.words.protocols.jabber.xmpp_stringprep import nodeprep
+from twisted.words.protocols.jabber.jid import JID
 
 from bridge.api.auth import Authenticator
 from bridge.api.errors import BadRequest
 from bridge.api.input import archive_window, json_object
 from bridge.api.rendering import Response, json_errors, json_route
 from bridge.convert import CHAT_MARKERS, build_message, is_xml_text, room_message_to_json
+from bridge.jid import parse
 from bridge.xmpp.muclight_client import MucLightClient
 from bridge.xmpp.session import Session
 
-# Longest room id accepted (a JID localpart is at most 1023 bytes).
+# Longest room id accepted (a JID localpart is at most 1023 bytes; ``parse`` checks bytes).
 MAX_ROOM_ID = 1023
 
 
@@ -76,18 +76,20 @@ class RoomsApi:
         self._service = JID(service)
 
     def room(self, value: str) -> JID:
-        """The room JID for an ``{id}`` path segment: a room id, or a JID on the service."""
+        """The room JID for an ``{id}`` path segment: a room id, or a JID on the service.
+
+        Both go through ``bridge.jid.parse``: a bare id as the localpart of a JID on the
+        service, anything with an ``@`` or ``/`` as a JID of its own.
+        """
         if not value or len(value) > MAX_ROOM_ID or not is_xml_text(value):
             raise BadRequest("Invalid room ID")
-        try:
-            return JID(tuple=(nodeprep.prepare(value), self._service.host, None))
-        except (UnicodeError, ValueError, InvalidFormat):
-            pass
-        try:
-            jid = JID(value)
-        except (InvalidFormat, UnicodeError, ValueError):
-            raise BadRequest("Invalid room ID") from None
-        if not jid.user or jid.resource:
+        if "@" not in value and "/" not in value:
+            jid = parse(f"{value}@{self._service.host}")
+            if jid is None:
+                raise BadRequest("Invalid room ID")
+            return jid
+        jid = parse(value)
+        if jid is None or not jid.user or jid.resource:
             raise BadRequest("Invalid room ID")
         if jid.host != self._service.host:
             raise BadRequest("Invalid MUC Light domain")
@@ -176,10 +178,7 @@ class RoomsApi:
             raise BadRequest("Missing JID")
         if not isinstance(value, str) or not is_xml_text(value):
             raise BadRequest("Invalid user JID")
-        try:
-            jid = JID(value)
-        except (InvalidFormat, UnicodeError, ValueError):
-            jid = None
+        jid = parse(value)  # stringprep, part lengths, empty labels; "a@b." is "a@b"
         if jid is None or not jid.user or jid.resource:
             raise BadRequest(f"Invalid user JID: {value}"[:300])
         return jid.userhost()

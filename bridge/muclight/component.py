@@ -20,6 +20,8 @@ from twisted.words.protocols.jabber import component, xmlstream
 from twisted.words.xish import domish
 from wokkel.subprotocols import StreamManager
 
+from bridge.convert import StanzaStream
+
 log = Logger()
 
 MAX_DELAY = 5
@@ -35,6 +37,7 @@ _HINTS = {
 class _Factory(xmlstream.XmlStreamFactory):
     """Reconnecting stream factory: backoff capped at ``MAX_DELAY``, quiet, clock injected."""
 
+    protocol = StanzaStream  # whitespace-preserving serialisation (bridge.convert.to_xml)
     noisy = False
     maxDelay = MAX_DELAY
     initialDelay = 0.5  # type: ignore[assignment]

@@ -15,8 +15,9 @@ A delivery that bounces (a message error from a full JID) removes that JID too.
 
 from __future__ import annotations
 
-from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
+
+from bridge.jid import parse
 
 
 class AvailableResources:
@@ -45,11 +46,8 @@ class AvailableResources:
 
     def observe(self, presence: domish.Element) -> None:
         """Update the table from a presence stanza the component received."""
-        try:
-            sender = JID(presence.getAttribute("from", ""))
-        except (InvalidFormat, UnicodeError, ValueError):
-            return
-        if not sender.user or not sender.resource:
+        sender = parse(presence.getAttribute("from"))
+        if sender is None or not sender.user or not sender.resource:
             return
         presence_type = presence.getAttribute("type")
         if presence_type is None:

@@ -8,10 +8,10 @@ data form; occupants as ``<user affiliation='owner|member|none'>bare JID</user>`
 
 from __future__ import annotations
 
-from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
 
 from bridge.convert import is_xml_text
+from bridge.jid import parse
 
 NS_MUCLIGHT = "urn:xmpp:muclight:0"
 NS_CREATE = NS_MUCLIGHT + "#create"
@@ -48,11 +48,8 @@ def bare_jid(text: str | None) -> str | None:
     """``text`` as a normalised bare JID with a user part, or None if it is not one."""
     if not text or not is_xml_text(text):
         return None
-    try:
-        jid = JID(text.strip())
-    except (InvalidFormat, UnicodeError, ValueError):
-        return None
-    if not jid.user or jid.resource:
+    jid = parse(text.strip())
+    if jid is None or not jid.user or jid.resource:
         return None
     return jid.userhost()
 

@@ -21,11 +21,13 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.words.protocols.jabber.error import StanzaError
-from twisted.words.protocols.jabber.jid import JID, InvalidFormat
+from twisted.words.protocols.jabber.jid import JID
 from twisted.words.protocols.jabber.xmlstream import toResponse
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
+from bridge.convert import to_xml
+from bridge.jid import parse
 from bridge.muclight import archive
 from bridge.muclight.presence import AvailableResources
 from bridge.muclight.protocol import (
@@ -87,12 +89,8 @@ def plain(element: domish.Element) -> domish.Element:
 
 
 def _jid(text: str | None) -> JID | None:
-    if not text:
-        return None
-    try:
-        return JID(text)
-    except (InvalidFormat, UnicodeError, ValueError):
-        return None
+    """A stanza's ``to`` or ``from``; None when absent or not a JID (``bridge.jid.parse``)."""
+    return parse(text)
 
 
 class MucLightService(XMPPHandler):
@@ -332,7 +330,7 @@ class MucLightService(XMPPHandler):
         message = domish.Element((None, "message"))
         message["from"], message["type"], message["id"] = room_jid, "groupchat", stanza_id
         message.addChild(affiliations_notice(items, version))
-        return message.toXml()
+        return to_xml(message)
 
     # -- creating
 
@@ -579,7 +577,7 @@ class MucLightService(XMPPHandler):
             if element.uri == NS_SID and element.name == "stanza-id":
                 continue  # only the room stamps its archive ids
             broadcast.addChild(plain(element))
-        item = await self.store.archive_message(room_id, NewArchiveItem(stanza_id, "message", user, broadcast.toXml()))
+        item = await self.store.archive_message(room_id, NewArchiveItem(stanza_id, "message", user, to_xml(broadcast)))
         if item is None:
             raise Refused("item-not-found")
         sid = broadcast.addElement((NS_SID, "stanza-id"))

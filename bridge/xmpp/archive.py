@@ -124,6 +124,16 @@ def parse_result(message: domish.Element) -> tuple[str, ArchivedMessage] | None:
     return result.getAttribute("queryid", ""), ArchivedMessage(result["id"], timestamp, inner)
 
 
+def is_bounce(message: domish.Element) -> bool:
+    """Whether an archived stanza is an error message (a bounce), which is no message of the API.
+
+    Servers archive bounces (Prosody 0.12 keeps the ``type='error'`` answer to a message
+    for an unreachable domain); shown as messages they would look like empty messages
+    "from" the recipient.
+    """
+    return message.getAttribute("type") == "error"
+
+
 class ArchiveClient(XMPPHandler):
     """Runs MAM queries on the session's stream and collects their result messages."""
 
@@ -154,7 +164,9 @@ class ArchiveClient(XMPPHandler):
         before_id = ""
         while True:
             page, page_end = await self._page(with_jid, end, limit - len(found), before_id, archive)
-            found[:0] = page if end is None else [item for item in page if item.timestamp <= end]
+            # Paging follows what the server sent; bounces and results past ``end`` (which a
+            # server flooring the filter to seconds lets through) only drop out of the answer.
+            found[:0] = [m for m in page if not is_bounce(m.message) and (end is None or m.timestamp <= end)]
             before_id = page_end.first or (page[0].archive_id if page else "")
             if page_end.complete or not page or not before_id or len(found) >= limit:
                 break

@@ -76,8 +76,8 @@ async def discover(session: Any) -> ServerFeatures:
     jid: JID = session.jid
     server, account = await defer.gatherResults(
         [
-            defer.Deferred.fromCoroutine(_disco_info(session, JID(jid.host))),
-            defer.Deferred.fromCoroutine(_disco_info(session, JID(jid.userhost()))),
+            defer.Deferred.fromCoroutine(_disco_info(session, JID(tuple=(None, jid.host, None)))),
+            defer.Deferred.fromCoroutine(_disco_info(session, JID(tuple=(jid.user, jid.host, None)))),
         ],
         consumeErrors=True,
     )

@@ -19,6 +19,7 @@ from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
 from bridge.convert import child
+from bridge.jid import parse
 from bridge.muclight.protocol import (
     NOT_OCCUPANT,
     NS_AFFILIATIONS,
@@ -118,7 +119,7 @@ class MucLightClient(XMPPHandler):
 
     @staticmethod
     def _service(room: JID) -> JID:
-        return JID(room.host)
+        return JID(tuple=(None, room.host, None))
 
     async def create(self, service: JID, room_id: str | None, name: str, subject: str) -> str:
         """Create a room (with a generated id when ``room_id`` is None); returns its id."""
@@ -130,8 +131,8 @@ class MucLightClient(XMPPHandler):
         result = await self._iq("set", to, query, service)
         if room_id is not None:
             return room_id
-        origin = JID(result.getAttribute("from", service.full()))
-        if not origin.user:
+        origin = parse(result.getAttribute("from", service.full()))
+        if origin is None or not origin.user or origin.host != service.host:
             raise RoomBadRequest("The MUC Light service did not name the new room")
         return origin.user
 
@@ -140,7 +141,7 @@ class MucLightClient(XMPPHandler):
         items = await self._iq("get", service, domish.Element((NS_DISCO_ITEMS, "query")), service)
         rooms = []
         for item in items.query.elements() if items.query is not None else []:
-            jid = JID(item.getAttribute("jid", "")) if item.getAttribute("jid") else None
+            jid = parse(item.getAttribute("jid"))
             if item.name == "item" and jid is not None and jid.user and jid.host == service.host:
                 rooms.append(jid)
 

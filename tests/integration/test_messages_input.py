@@ -103,6 +103,16 @@ class QueryInputTests(BridgeTestCase):
             reply = await self.call("GET", f"/api/messages?{query}", user)
             self.assertEqual((reply.code, reply.json), (400, message), query)
 
+    async def test_before_past_year_9999(self) -> None:
+        """A before past 10000-01-01 is 400 "Invalid value of 'before'", not a 500; that instant itself is fine."""
+        user = self.new_user()
+        for path in ("/api/messages", "/api/messages/bob@localhost"):
+            for before in ("253402300800001", "999999999999999"):
+                reply = await self.call("GET", f"{path}?before={before}", user)
+                self.assertEqual((reply.code, reply.json), (400, "Invalid value of 'before'"), (path, before))
+            reply = await self.call("GET", f"{path}?before=253402300800000", user)
+            self.assertEqual((reply.code, reply.json), (200, []), path)
+
     async def test_bad_interlocutor(self) -> None:
         """GET /api/messages/{with} with a bad JID gets 400 "Invalid interlocutor JID"."""
         user = self.new_user()
