@@ -25,7 +25,10 @@ def stanza(to: str, stanza_id: str, body: str) -> domish.Element:
 def with_props(to: str, stanza_id: str) -> domish.Element:
     message = stanza(to, stanza_id, "Test message with properties")
     props = message.addElement((NS_PROPERTIES, "properties"))
-    for name, kind, value in (("some_string", "string", "abcdefghijklmnopqrstuvwxyz"), ("some_number", "long", "1234567890")):
+    for name, kind, value in (
+        ("some_string", "string", "abcdefghijklmnopqrstuvwxyz"),
+        ("some_number", "long", "1234567890"),
+    ):
         prop = props.addElement("property")
         prop.addElement("name", content=name)
         prop.addElement("value", content=value)["type"] = kind
@@ -63,7 +66,9 @@ class MessagesTests(ConformanceCase):
     def assert_messages(self, sent: list[dict[str, str]], received: list[dict[str, Any]]) -> None:
         self.assertEqual(len(received), len(sent), received)
         for expected, got in zip(sent, received, strict=True):
-            self.assertEqual({k: got[k] for k in ("from", "id", "body")}, {k: expected[k] for k in ("from", "id", "body")})
+            self.assertEqual(
+                {k: got[k] for k in ("from", "id", "body")}, {k: expected[k] for k in ("from", "id", "body")}
+            )
             self.assertIsInstance(got["timestamp"], int)
 
     async def test_msg_is_sent_and_delivered_over_xmpp(self) -> None:
@@ -109,7 +114,7 @@ class MessagesTests(ConformanceCase):
         self.assert_messages(sent[2:], reply.json)
 
     async def test_messages_can_be_paginated(self) -> None:
-        """Ports messages_can_be_paginated: limit keeps the latest, before keeps older ones (latest of those first cut)."""
+        """Ports messages_can_be_paginated: limit keeps the latest messages; before keeps only older ones."""
         alice, bob = self.users("alice", "bob")
         # MongooseIM writes A, B, C into the archive on three past days; here the days are
         # seconds apart (the servers' archive stamps have one-second resolution).

@@ -194,7 +194,10 @@ class RoomTests(ConformanceCase):
     async def test_chat_markers_are_archived_in_room(self) -> None:
         """Ports chat_markers_are_archived_in_room: three markers sent over REST come back from the archive in order."""
         alice, bob, room_id, clients = await self.member_room_with_clients()
-        markers = [{"chat_marker": {"type": kind, "id": "RagnarokIsComing"}} for kind in ("received", "displayed", "acknowledged")]
+        markers = [
+            {"chat_marker": {"type": kind, "id": "RagnarokIsComing"}}
+            for kind in ("received", "displayed", "acknowledged")
+        ]
         for marker in markers:
             reply = await self.send_room_message(bob, room_id, marker)
             self.assertEqual(reply.code, 200, reply)
@@ -271,7 +274,7 @@ class RoomTests(ConformanceCase):
         self.assertIn("id", event.json)
 
     async def test_aff_change_msg_is_delivered_over_sse(self) -> None:
-        """Ports aff_change_msg_is_delivered_over_sse: being added to a room arrives on the stream as an affiliation event."""
+        """Ports aff_change_msg_is_delivered_over_sse: an addition reaches the stream as an affiliation."""
         alice, bob = self.users("alice", "bob")
         room_id = await self.rest_room(alice)
         stream = await self.open_stream(bob)
@@ -307,7 +310,7 @@ class RoomTests(ConformanceCase):
         self.assert_room_info(alice, await self.room_info(alice, self.room_jid(room_id)))
 
     async def test_messages_can_be_sent_and_fetched_by_room_jid(self) -> None:
-        """Ports messages_can_be_sent_and_fetched_by_room_jid: by room JID, one message sent is the archive's one entry."""
+        """Ports messages_can_be_sent_and_fetched_by_room_jid: by room JID, one message is the whole archive."""
         (alice,) = self.users("alice")
         room_jid = self.room_jid(await self.rest_room(alice))
         self.assertEqual((await self.send_room_message(alice, room_jid, {"body": "Hi all!"})).code, 200)
@@ -315,7 +318,7 @@ class RoomTests(ConformanceCase):
         self.assertEqual(len(archive), 1, archive)
 
     async def test_user_can_be_added_and_removed_by_room_jid(self) -> None:
-        """Ports user_can_be_added_and_removed_by_room_jid: users are added and removed with the room JID in the path."""
+        """Ports user_can_be_added_and_removed_by_room_jid: the room JID works in the users paths."""
         alice, bob = self.users("alice", "bob")
         room_jid = self.room_jid(await self.rest_room(alice))
         await self.expect("POST", f"/api/rooms/{room_jid}/users", alice, {"user": bob[0]}, 204)
@@ -371,7 +374,9 @@ class AllCanConfigureTests(ConformanceCase):
         alice, bob = self.users("alice", "bob")
         room_id = await self.rest_room(alice, bob)
         self.assertEqual((await self.room_info(alice, room_id))["name"], "new_room_name")
-        reply = await self.call("PUT", f"/api/rooms/{self.room_jid(room_id)}/config", bob, {"name": "other_name", "subject": "s"})
+        reply = await self.call(
+            "PUT", f"/api/rooms/{self.room_jid(room_id)}/config", bob, {"name": "other_name", "subject": "s"}
+        )
         self.assertEqual((reply.code, reply.raw), (204, b""))
         self.assertEqual((await self.room_info(alice, room_id))["name"], "other_name")
 
@@ -380,6 +385,6 @@ class MucDisabledTests(ConformanceCase):
     bridge_sections = {"muclight": {"component": False}}
 
     async def test_muc_disabled_errors(self) -> None:
-        """Ports muc_disabled_errors: with no MUC Light service running, room calls are 404 "MUC Light server not found"."""
+        """Ports muc_disabled_errors: no MUC Light service: 404 "MUC Light server not found"."""
         (alice,) = self.users("alice")
         await self.expect("GET", "/api/rooms/badroom", alice, None, 404, "MUC Light server not found")
