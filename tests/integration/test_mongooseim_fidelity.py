@@ -217,3 +217,33 @@ class MicrosecondTests(FidelityTestCase):
         self.assertLess(abs(stamp - before_us), 60_000_000, stamp)
         history = (await self.expect("GET", f"/api/rooms/{room_id}/messages", bob, None, 200)).json
         self.assertLess(abs(history[-1]["timestamp"] - before_us / 1000), 60_000, history[-1])
+
+
+class MissingAccountTests(FidelityTestCase):
+    """Why ``POST /api/contacts`` for a missing local account is not 404 as on MongooseIM,
+    which asked its own user database: no side-effect-free stanza tells a missing account
+    from an existing one that does not share presence with the asker, on either server."""
+
+    async def answer(self, client: PlainClient, to: str, payload: domish.Element) -> str:
+        try:
+            await client.iq("get", payload, to=to)
+        except StanzaError as e:
+            return f"{e.type}/{e.condition}"
+        return "result"
+
+    async def test_probes_answer_alike_for_missing_and_existing_accounts(self) -> None:
+        """disco#info/#items, ping and vCard to a bare JID answer the same whether the account exists."""
+        alice, bob = self.new_user("alice"), self.new_user("bob")
+        phone = await self.client(alice)
+        missing = f"zorro-{time.time_ns()}@{self.server.domain}"
+        for ns, name in (
+            (NS_DISCO_INFO, "query"),
+            (NS_DISCO_ITEMS, "query"),
+            ("urn:xmpp:ping", "ping"),
+            ("vcard-temp", "vCard"),
+        ):
+            existing = await self.answer(phone, bob[0], domish.Element((ns, name)))
+            absent = await self.answer(phone, missing, domish.Element((ns, name)))
+            self.assertEqual(existing, absent, ns)
+        # So the bridge cannot answer 404 as MongooseIM did: the contact is added.
+        await self.expect("POST", "/api/contacts", alice, {"jid": missing}, 204)
