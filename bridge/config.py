@@ -101,6 +101,9 @@ class SseConfig:
     token_lifetime: int = 60
     # Presence priority of a session that serves event streams (RFC 6121: -128..127).
     priority: int = 0
+    # Unit of event timestamps: "ms" (Unix milliseconds, as everywhere in the API) or "us"
+    # (microseconds, as MongooseIM's SSE stamped them; archive entries stay in ms).
+    timestamp_unit: str = "ms"
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,8 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"{path}: expected a finite number, 0 or more")
     if config.sse.replay_events < 0:
         raise ConfigError("sse.replay_events: must not be negative")
+    if config.sse.timestamp_unit not in ("ms", "us"):
+        raise ConfigError('sse.timestamp_unit: expected "ms" or "us"')
     if not -128 <= config.sse.priority <= 127:
         raise ConfigError("sse.priority: expected a presence priority (-128..127)")
     if config.xmpp.ca_file:

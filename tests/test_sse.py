@@ -21,7 +21,7 @@ from bridge.api.sse import CLOSE_GRACE, EventStream, format_event, parse_event_i
 from bridge.api.tokens import MAX_TOKENS_PER_USER, StreamTokens
 from bridge.config import ConfigError, SseConfig, parse_config
 from bridge.xmpp.errors import ServerUnavailable
-from bridge.xmpp.events import Event, UserEvents, incoming_event
+from bridge.xmpp.events import Event, EventHub, SessionEvents, UserEvents, incoming_event
 from bridge.xmpp.pool import SessionPool
 
 OWN = "alice@localhost"
@@ -134,14 +134,21 @@ class ClassificationTests(unittest.TestCase):
         self.assertIsNone(self.event(forged_without_from))
 
     def test_room_broadcast_and_affiliation_notice(self) -> None:
-        """Groupchat from a MUC Light room is `room.message`: a broadcast, or an affiliation notice."""
+        """Groupchat from a MUC Light room is `room.message` with the bare room id as `room`."""
         room = f"room1@{ROOMS}"
         broadcast = self.event(message(f"{room}/bob@localhost", to=f"{OWN}/rest-1", kind="groupchat"))
         self.assertEqual(
             broadcast,
             (
                 "room.message",
-                {"id": "m1", "from": "bob@localhost", "timestamp": NOW, "body": "hi", "type": "message", "room": room},
+                {
+                    "id": "m1",
+                    "from": "bob@localhost",
+                    "timestamp": NOW,
+                    "body": "hi",
+                    "type": "message",
+                    "room": "room1",
+                },
             ),
         )
         notice = message(room, to=f"{OWN}/rest-1", kind="groupchat", body="")
@@ -152,6 +159,7 @@ class ClassificationTests(unittest.TestCase):
         assert found is not None
         self.assertEqual(found[0], "room.message")
         self.assertEqual((found[1]["type"], found[1]["user"], found[1]["affiliation"]), ("affiliation", OWN, "owner"))
+        self.assertEqual((found[1]["room"], found[1]["from"]), ("room1", room))
 
     def test_groupchat_from_elsewhere_is_ignored(self) -> None:
         """Groupchat not from a room of the configured service, or malformed, is no event."""
@@ -159,6 +167,45 @@ class ClassificationTests(unittest.TestCase):
             self.assertIsNone(self.event(message(sender, kind="groupchat")), sender)
         bare_room_body = message(f"room1@{ROOMS}", kind="groupchat")
         self.assertIsNone(self.event(bare_room_body))
+
+
+class TimestampUnitTests(unittest.TestCase):
+    """``[sse] timestamp_unit``: event timestamps in ms (default) or, as MongooseIM, in us."""
+
+    def received(self, unit: str | None, stanza: domish.Element) -> dict[str, Any]:
+        handler = SessionEvents()
+        handler.parent = FakeSession(f"{OWN}/rest-1")
+        seen: list[tuple[str, dict[str, Any]]] = []
+        handler.receiver = lambda name, data: seen.append((name, data))
+        handler.now = lambda: 1_700_000_000.123456
+        handler.room_service = ROOMS
+        if unit is not None:
+            handler.timestamp_unit = unit
+        handler._received(stanza)
+        self.assertEqual(len(seen), 1)
+        return seen[0][1]
+
+    def test_milliseconds_by_default(self) -> None:
+        """Without the option a live event's timestamp is Unix milliseconds."""
+        self.assertEqual(self.received(None, message("bob@localhost/pc"))["timestamp"], 1_700_000_000_123)
+
+    def test_microseconds_when_configured(self) -> None:
+        """With "us" live messages, room messages and delayed messages are stamped in microseconds."""
+        self.assertEqual(self.received("us", message("bob@localhost/pc"))["timestamp"], 1_700_000_000_123_456)
+        room = message(f"room1@{ROOMS}/bob@localhost", to=f"{OWN}/rest-1", kind="groupchat")
+        self.assertEqual(self.received("us", room)["timestamp"], 1_700_000_000_123_456)
+        delayed = message("bob@localhost")
+        delayed.addElement(("urn:xmpp:delay", "delay"))["stamp"] = "2023-11-14T22:13:20.500Z"
+        self.assertEqual(self.received("us", delayed)["timestamp"], 1_700_000_000_500_000)
+
+    def test_the_hub_passes_the_unit_to_sessions(self) -> None:
+        """EventHub configures each session's events with the configured unit."""
+        hub = EventHub(Clock(), SessionPool.__new__(SessionPool), SseConfig(timestamp_unit="us"), ROOMS)
+        session = FakeSession(f"{OWN}/rest-1")
+        handler = SessionEvents()
+        session.handler = lambda cls: handler  # type: ignore[attr-defined]
+        hub._events_of(session)  # type: ignore[arg-type]
+        self.assertEqual(handler.timestamp_unit, "us")
 
 
 class ReplayBufferTests(unittest.TestCase):
@@ -453,6 +500,8 @@ class SseConfigTests(unittest.TestCase):
         self.assertEqual(parse_config("").sse, SseConfig())
         config = parse_config("[sse]\nkeepalive = 5\npriority = -1\nreplay_events = 0\n").sse
         self.assertEqual((config.keepalive, config.priority, config.replay_events), (5.0, -1, 0))
+        self.assertEqual(SseConfig().timestamp_unit, "ms")
+        self.assertEqual(parse_config('[sse]\ntimestamp_unit = "us"\n').sse.timestamp_unit, "us")
 
     def test_bad_values_name_the_key(self) -> None:
         """Each bad value is refused with the key's path."""
@@ -467,6 +516,8 @@ class SseConfigTests(unittest.TestCase):
             "token_lifetime = 1.5": "sse.token_lifetime",
             "priority = 128": "sse.priority",
             "priority = true": "sse.priority",
+            'timestamp_unit = "s"': "sse.timestamp_unit",
+            "timestamp_unit = 1000": "sse.timestamp_unit",
             "colour = 1": "sse.colour",
         }
         for line, key in cases.items():

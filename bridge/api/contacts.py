@@ -3,6 +3,16 @@
 Beyond MongooseIM, which ignored them, ``POST`` takes an optional ``name`` and ``groups``
 and ``GET`` returns them: they are the roster item's own, so the user's other XMPP
 clients show the same display names and groups.
+
+One answer differs from MongooseIM's: ``POST`` of a local JID whose account does not
+exist is 204, not 404. MongooseIM looked in its own user database; the bridge only has
+the user's session, and no stanza without side effects tells a missing account from an
+existing one that shares no presence with the user. Checked on Prosody 0.12 and ejabberd
+23.01 (``MissingAccountTests`` in tests/integration/test_mongooseim_fidelity.py):
+disco#info and disco#items to the bare JID answer ``service-unavailable`` (Prosody) or
+``subscription-required`` (ejabberd) either way, ping gets a result either way, and a
+presence probe gets no answer either way. Only messages (stored offline, or delivered)
+would tell, and sending one is a side effect.
 """
 
 from __future__ import annotations

@@ -188,7 +188,11 @@ class RoomsApi:
     async def send(self, request: Request, room_id: str) -> dict[str, str]:
         client = await self._client(request)
         room = self.room(room_id)
-        text, markable, marker = message_parts(json_object(request))
+        try:
+            body = json_object(request)
+        except BadRequest:
+            raise BadRequest("Invalid request body") from None  # MongooseIM's words for it
+        text, markable, marker = message_parts(body)
         message = build_message(room, text, "groupchat", markable=markable, chat_marker=marker)
         await client.send(room, message)
         return {"id": message["id"]}

@@ -67,15 +67,19 @@ def check_member_changes(room: Room, sender: str, changes: list[tuple[str, str]]
 
 
 def apply_changes(room: Room, changes: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(new occupant list, the changes as announced) after ``changes``.
+    """(new occupant list, the changes as announced) after ``changes``, as MongooseIM's
+    MUC Light decides them (mod_muc_light_utils, ``change_aff_users``).
 
     Changes that change nothing are dropped. Making someone owner demotes the current
-    owner; when the owner leaves without naming a successor, the longest-standing member
-    becomes owner.
+    owner. When the changes leave a room that had an owner without one, the same
+    announcement names a successor, taken from, in this order: the members the request
+    did not touch (the longest-standing first), the users it adds, and the owner who made
+    herself a member, who then simply stays owner (her demotion is not announced).
     """
     if sum(1 for _, affiliation in changes if affiliation == OWNER) > 1:
         raise Refused("bad-request", "A room has at most one owner")
-    current = dict(room.affiliations)
+    before = dict(room.affiliations)
+    current = dict(before)
     announced: dict[str, str] = {}
     for jid, affiliation in changes:
         if affiliation == "none":
@@ -85,21 +89,41 @@ def apply_changes(room: Room, changes: list[tuple[str, str]]) -> tuple[list[tupl
         elif current.get(jid) != affiliation:
             current[jid] = affiliation
             announced[jid] = affiliation
-    new_owner = next((jid for jid, affiliation in changes if affiliation == OWNER), None)
+    new_owner = next((jid for jid, affiliation in announced.items() if affiliation == OWNER), None)
     if new_owner is not None:
         for jid, affiliation in list(current.items()):
             if affiliation == OWNER and jid != new_owner:
                 current[jid] = MEMBER
                 announced[jid] = MEMBER
-    had_owner = any(affiliation == OWNER for _, affiliation in room.affiliations)
+    had_owner = OWNER in before.values()
     if had_owner and current and OWNER not in current.values():
-        successor = next(jid for jid in current)
+        successor, kind = _successor(room, current, announced)
         current[successor] = OWNER
-        announced[successor] = OWNER
+        if kind == "stays":
+            del announced[successor]
+        else:
+            announced[successor] = OWNER
     # Joining order: those who stay keep their place, newcomers follow in request order.
     order = [jid for jid, _ in room.affiliations if jid in current]
     order += [jid for jid in current if jid not in order]
     return [(jid, current[jid]) for jid in order], list(announced.items())
+
+
+def _successor(room: Room, current: dict[str, str], announced: dict[str, str]) -> tuple[str, str]:
+    """Who becomes owner of a room left without one, and how: ("kept" an untouched
+    member, a member who "joined" with this change, or the demoted owner who "stays")."""
+    before = dict(room.affiliations)
+    untouched = [jid for jid, _ in room.affiliations if jid in current and jid not in announced]
+    if untouched:
+        return untouched[0], "kept"
+    joined = [jid for jid in announced if jid not in before and jid in current]
+    if joined:
+        return joined[0], "joined"
+    demoted = [jid for jid, aff in announced.items() if aff == MEMBER and before.get(jid) == OWNER]
+    if demoted:
+        return demoted[0], "stays"
+    # Someone still here was named, but nothing above fits (cannot happen with one owner).
+    return next(iter(current)), "kept"
 
 
 def affiliations_notice(

@@ -26,9 +26,9 @@ from twisted.words.protocols.jabber.xmlstream import toResponse
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
-from bridge.convert import to_xml
+from bridge.convert import child, to_xml
 from bridge.jid import parse
-from bridge.muclight import archive
+from bridge.muclight import archive, rsm
 from bridge.muclight.presence import AvailableResources
 from bridge.muclight.protocol import (
     CONFIG_FIELDS,
@@ -48,6 +48,7 @@ from bridge.muclight.protocol import (
     NS_MUCLIGHT,
     NS_PING,
     NS_PRIVILEGE,
+    NS_RSM,
     NS_SID,
     add_users,
     bare_jid,
@@ -206,7 +207,7 @@ class MucLightService(XMPPHandler):
         if not sender.user:
             raise Refused("not-allowed", "MUC Light serves users")
         if kind == "get" and key == (NS_DISCO_ITEMS, "query"):
-            return await self._disco_items(user), None
+            return await self._disco_items(user, payload), None
         if kind == "set" and key == (NS_CREATE, "query"):
             return await self._create(iq, user, None, payload)
         if key == (NS_BLOCKING, "query"):
@@ -217,15 +218,23 @@ class MucLightService(XMPPHandler):
         query = domish.Element((NS_DISCO_INFO, "query"))
         identity = query.addElement("identity")
         identity["category"], identity["type"], identity["name"] = "conference", "text", "MUC Light"
-        for feature in (NS_MUCLIGHT, NS_DISCO_INFO, NS_DISCO_ITEMS):
+        # The MAM namespaces the rooms answer (``_room_iq``), listed here as MongooseIM did.
+        for feature in (NS_MUCLIGHT, NS_MAM_1, NS_MAM, NS_DISCO_INFO, NS_DISCO_ITEMS):
             query.addElement("feature")["var"] = feature
         return query
 
-    async def _disco_items(self, user: str) -> domish.Element:
+    async def _disco_items(self, user: str, payload: domish.Element) -> domish.Element:
+        """The user's rooms by room JID; one XEP-0059 page of them when the query asks."""
+        rooms = {self._room_jid(room.room_id): room for room in await self.store.user_rooms(user)}
+        jids = sorted(rooms)
+        page = rsm.parse_request(child(payload, "set", NS_RSM))
         query = domish.Element((NS_DISCO_ITEMS, "query"))
-        for room in await self.store.user_rooms(user):
+        chosen, first_index = rsm.select(jids, page)
+        for jid in chosen:
             item = query.addElement("item")
-            item["jid"], item["name"], item["version"] = self._room_jid(room.room_id), room.name, room.version
+            item["jid"], item["name"], item["version"] = jid, rooms[jid].name, rooms[jid].version
+        if page is not None:
+            query.addChild(rsm.answer(chosen, first_index, len(jids)))
         return query
 
     async def _room_iq(self, iq: domish.Element, room_id: str, sender: JID, payload: domish.Element) -> IqResult:
@@ -368,15 +377,14 @@ class MucLightService(XMPPHandler):
             blocked = await self.store.blocking([jid for jid, _ in requested], room_jid, creator)
             occupants = [(jid, aff) for jid, aff in affiliations if jid not in blocked]
             if len(occupants) > self.settings.max_occupants:
-                raise Refused("not-allowed", "Max occupants number reached")
+                raise Refused("bad-request", "Max occupants number reached")
             version = new_version()
             room = Room(chosen, config["roomname"], config["subject"], version, tuple(occupants))
             stanza_id = iq.getAttribute("id") or uuid.uuid4().hex
-            notice = NewArchiveItem(
-                stanza_id, "affiliation", None, self._archived_notice(room_jid, stanza_id, occupants, version)
-            )
             try:
-                await self.store.create_room(room, notice)
+                # As MongooseIM's MUC Light: creating is announced, not archived; the
+                # archive starts with the first change or message.
+                await self.store.create_room(room, None)
             except RoomExists:
                 if room_id is not None:
                     raise Refused("conflict", "Room already exists") from None
@@ -457,7 +465,7 @@ class MucLightService(XMPPHandler):
             if not changes:
                 return
             if len(occupants) > self.settings.max_occupants:
-                raise Refused("not-allowed", "Max occupants number reached")
+                raise Refused("bad-request", "Max occupants number reached")
             version = new_version()
             if occupants:
                 new: Room | None = Room(current.room_id, current.name, current.subject, version, tuple(occupants))

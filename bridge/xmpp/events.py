@@ -111,8 +111,9 @@ def chat_message_json(message: domish.Element, now: int) -> dict[str, Any] | Non
 def room_message_json(message: domish.Element, room_service: str, now: int) -> dict[str, Any] | None:
     """The ``room.message`` event of a groupchat stanza from a MUC Light room, or None.
 
-    The JSON is the room archive's (``room_message_to_json``) plus ``room``. Only rooms of
-    the configured service count: a room broadcast comes from ``room@service/occupant``, an
+    The JSON is the room archive's (``room_message_to_json``) plus ``room``: the bare room
+    id, as MongooseIM's SSE had it (``from`` still carries the JID). Only rooms of the
+    configured service count: a room broadcast comes from ``room@service/occupant``, an
     affiliation notice (``urn:xmpp:muclight:0#affiliations``) from the room's bare JID.
     """
     sender = parse(message.getAttribute("from"))
@@ -126,7 +127,7 @@ def room_message_json(message: domish.Element, room_service: str, now: int) -> d
     elif sender.resource is None or not _has_content(message):
         return None
     result = room_message_to_json(message, delay_timestamp(message) or now)
-    result["room"] = sender.userhost()
+    result["room"] = sender.user
     return result
 
 
@@ -183,6 +184,17 @@ def incoming_event(message: domish.Element, own: str, room_service: str, now: in
     return (MESSAGE, data) if data is not None else None
 
 
+def in_microseconds(data: dict[str, Any], now_ms: int, now_us: int) -> None:
+    """Restate an event's ``timestamp`` (Unix ms) in microseconds, as MongooseIM's SSE did.
+
+    A stamp that is the arrival time (``now_ms``) gets the clock's own microseconds; one
+    from a ``<delay/>`` only has milliseconds, so it is scaled.
+    """
+    stamp = data.get("timestamp")
+    if isinstance(stamp, int) and not isinstance(stamp, bool):
+        data["timestamp"] = now_us if stamp == now_ms else stamp * 1000
+
+
 class SessionEvents(XMPPHandler):
     """Watches one session's incoming messages and passes their events to ``receiver``."""
 
@@ -191,6 +203,8 @@ class SessionEvents(XMPPHandler):
         self.receiver: Callable[[str, dict[str, Any]], None] | None = None
         self.room_service = ""
         self.now: Callable[[], float] | None = None
+        # "ms" (the API's unit) or "us" (MongooseIM's SSE): ``[sse] timestamp_unit``.
+        self.timestamp_unit = "ms"
         self.carbons_tried = False
 
     def connectionInitialized(self) -> None:
@@ -200,9 +214,14 @@ class SessionEvents(XMPPHandler):
         if self.receiver is None or self.now is None or self.parent.jid is None:
             return
         try:
-            found = incoming_event(message, self.parent.jid.userhost(), self.room_service, int(self.now() * 1000))
+            now = self.now()
+            now_ms = int(now * 1000)
+            found = incoming_event(message, self.parent.jid.userhost(), self.room_service, now_ms)
             if found is not None:
-                self.receiver(*found)
+                name, data = found
+                if self.timestamp_unit == "us":
+                    in_microseconds(data, now_ms, int(now * 1_000_000))
+                self.receiver(name, data)
         except Exception:
             # A stanza anyone can send must not break the session's stream.
             log.failure("Could not turn a received message into an event")
@@ -332,6 +351,7 @@ class EventHub(Service):
             handler = session.handler(SessionEvents)
             handler.room_service = self._room_service
             handler.now = self._clock.seconds
+            handler.timestamp_unit = self._config.timestamp_unit
             handler.receiver = events.add
             session.ended.addCallback(lambda _: self._session_ended(user, session))
         return events

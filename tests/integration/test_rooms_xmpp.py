@@ -179,9 +179,10 @@ class RawStanzaTests(RoomsTestCase):
         self.assertEqual((last_two, fin["complete"]), (["two", "three"], "false"))
         first = str(next(next(fin.elements(NS_RSM, "set")).elements(NS_RSM, "first")))
         earlier, fin = await page({"max": "2", "before": first})
-        self.assertEqual((earlier, fin["complete"]), (["notice", "one"], "true"))
+        # Creating the room is not archived (as MongooseIM's MUC Light): the archive starts at "one".
+        self.assertEqual((earlier, fin["complete"]), (["one"], "true"))
         everything, _ = await page({"max": "10"})
-        self.assertEqual(everything, ["notice", "one", "two", "three"])
+        self.assertEqual(everything, ["one", "two", "three"])
 
 
 # -- a second Prosody without XEP-0356 privileges: delivery needs directed presence

@@ -630,13 +630,13 @@ class RoomMessageTests(SseTestCase):
         self.assertEqual(message.name, "room.message")
         self.assertEqual(
             {k: message.json[k] for k in ("id", "from", "body", "room", "type")},
-            {"id": "g1", "from": "bob@localhost", "body": "hello room", "room": room, "type": "message"},
+            {"id": "g1", "from": "bob@localhost", "body": "hello room", "room": "room1", "type": "message"},
         )
         affiliation = await reader.next()
         self.assertEqual(affiliation.name, "room.message")
         self.assertEqual(
             {k: affiliation.json[k] for k in ("type", "user", "affiliation", "room")},
-            {"type": "affiliation", "user": alice[0], "affiliation": "member", "room": room},
+            {"type": "affiliation", "user": alice[0], "affiliation": "member", "room": "room1"},
         )
         await reader.nothing_within(0.3)
 
