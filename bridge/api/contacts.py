@@ -127,6 +127,16 @@ class ContactsApi:
         await self._roster(session).set_item(jid, optional_name(body), optional_groups(body))
         return Response(204)
 
+    @app.route("/<path:jid>", methods=["GET"])
+    @json_route
+    async def show(self, request: Request, jid: str) -> dict[str, Any]:
+        """One roster item, as MongooseIM's ``GET /contacts/{jid}`` answered; 404 when not in the roster."""
+        session = await self._auth.session(request)
+        found = await self._roster(session).find(contact_jid(jid, session.jid))
+        if found is None:
+            raise NotFound("Contact not found")
+        return contact_json(found)
+
     @app.route("/<path:jid>", methods=["PUT"])
     @json_route
     async def act(self, request: Request, jid: str) -> Response:
