@@ -387,6 +387,27 @@ class DeadlineTests(unittest.TestCase):
         channel.dataReceived(b"GET /" + b"p" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertRefused(transport, b"414 URI Too Long", b'"Request URI too long"')
 
+    def test_body_over_max_body_gets_413_before_it_is_read(self) -> None:
+        """A declared body over max_body gets 413 with a JSON reason at once, and the connection is closed."""
+        _, channel, transport = self.connect()
+        channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        self.assertRefused(transport, b"413 Payload Too Large", b'"Request body too large"')
+
+    def test_raw_answers_and_request_answers_have_one_form(self) -> None:
+        """An answer written to the transport carries the same JSON Content-Type as one written to a request."""
+        _, channel, transport = self.connect()
+        channel.dataReceived(b"GET /busy HTTP/1.1\r\nHost: x\r\n\r\n")
+        answered = transport.value().partition(b"\r\n\r\n")[0].split(b"\r\n")
+        transport.clear()
+        channel.dataReceived(b"GET /" + b"p" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw = transport.value().partition(b"\r\n\r\n")[0].split(b"\r\n")
+
+        def content_type(head: list[bytes]) -> list[bytes]:
+            return [line.split(b":", 1)[1].strip() for line in head if line.lower().startswith(b"content-type:")]
+
+        self.assertEqual(content_type(raw), content_type(answered))
+        self.assertEqual(content_type(raw), [b"application/json; charset=utf-8"])
+
 
 class ConfigTests(unittest.TestCase):
     def test_new_keys_have_defaults_and_are_in_the_example_file(self) -> None:
