@@ -3,7 +3,7 @@
 ``twistd --logger=bridge.logs.json_observer -n bridge -c FILE`` writes one JSON object a
 line to standard output instead of Twisted's text lines::
 
-    {"time": "2026-01-01T12:00:00.000Z", "level": "info", "namespace": "bridge.api.site",
+    {"time": "2026-01-01T12:00:00.000Z", "level": "info", "namespace": "bridge.http.site",
      "message": "POST /api/messages 200 3.1ms user=alice@localhost",
      "method": "POST", "path": "/api/messages", "status": 200, "duration": 3.1,
      "user": "alice@localhost"}

@@ -1,7 +1,9 @@
 """``/metrics`` in the Prometheus exposition format, on its own endpoint (``metrics.endpoint``).
 
 It is kept off the API's port so that an admin can expose the API and keep the metrics on
-a private interface. What is measured:
+a private interface. The registry is here, not in ``bridge.http``: the session pool, the
+event streams and the MUC Light component register gauges in it too, and it has its own
+site. ``bridge.http.metrics`` measures the API's requests into it. What is measured:
 
 * ``bridge_http_requests_total{method,route,status}`` and
   ``bridge_http_request_duration_seconds{method,route}``: every answered request, by the
@@ -25,7 +27,6 @@ API's or ``other``.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -36,13 +37,8 @@ from prometheus_client.exposition import choose_encoder
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from bridge.limits import is_event_stream
-
-METHODS = {"GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD"}
 # Seconds; from a cached read to an XMPP round trip that times out (xmpp.timeout = 5 s).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-# A request whose client went away before any answer was written (nginx's convention).
-CLIENT_GONE = "499"
 
 
 class RouteNames:
@@ -160,50 +156,10 @@ class BridgeMetrics:
     def timed_out(self, phase: str) -> None:
         self.timeouts.labels("headers" if phase == "header" else phase).inc()
 
-    def answered(self, request: Request, seconds: float, completed: bool) -> None:
-        method = request.method.decode("ascii", "replace")
-        if method not in METHODS:
-            method = "other"
-        route = self.routes.name(request.path.decode("utf-8", "replace"))
-        status = str(request.code) if completed or request.startedWriting else CLIENT_GONE
-        self.requests.labels(method, route, status).inc()
-        if not is_event_stream(request):
-            self.latency.labels(method, route).observe(seconds)
-        refused = getattr(request, "bridge_refused", None)
-        if refused is not None:
-            self.throttled.labels(refused).inc()
-        elif request.code == 429:
-            self.throttled.labels("login").inc()
-        if request.code == 401 and (request.getHeader(b"authorization") or b"token" in (request.args or {})):
-            self.login_failures.inc()
-
     def render(self, accept: bytes | None) -> tuple[bytes, bytes]:
         """The exposition (body, content type) for a scrape with this ``Accept`` header."""
         encoder, content_type = choose_encoder((accept or b"").decode("latin-1"))
         return encoder(self.registry), content_type.encode()
-
-
-class InstrumentedResource(Resource):
-    """Measures every request the site answers, around everything else (CORS, limits)."""
-
-    isLeaf = True
-
-    def __init__(self, wrapped: Resource, metrics: BridgeMetrics) -> None:
-        super().__init__()
-        self._wrapped = wrapped
-        self._metrics = metrics
-
-    def render(self, request: Request) -> Any:
-        started = getattr(request, "bridge_started", None) or time.monotonic()
-        self._metrics.in_flight.inc()
-
-        def done(result: object) -> None:
-            self._metrics.in_flight.dec()
-            completed = not hasattr(result, "check")  # a Failure: the connection was lost first
-            self._metrics.answered(request, time.monotonic() - started, completed)
-
-        request.notifyFinish().addBoth(done)
-        return self._wrapped.render(request)
 
 
 class MetricsSite(Site):

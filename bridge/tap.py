@@ -23,15 +23,17 @@ from bridge.api.contacts import ContactsApi
 from bridge.api.docs import load_spec
 from bridge.api.messages import MessagesApi
 from bridge.api.rooms import RoomsApi
-from bridge.api.site import ApiGroups, BridgeSite, build_site
+from bridge.api.root import ApiGroups, BridgeApi
 from bridge.api.sse import SseApi
 from bridge.api.tokens import StreamTokens
 from bridge.config import Config, ConfigError, check_startup, load_config
-from bridge.limits import RequestLimits, UserStreams
+from bridge.http.limits import EventStreams, RequestLimits
+from bridge.http.readiness import Readiness, store_check
+from bridge.http.site import BridgeSite, build_site
 from bridge.metrics import BridgeMetrics, MetricsResource, MetricsSite
 from bridge.muclight import build_component
 from bridge.muclight.component import ComponentConnection
-from bridge.shutdown import DrainingHttpService, Readiness, StagedService, store_check
+from bridge.shutdown import DrainingHttpService, StagedService
 from bridge.store import StoreService, open_store
 from bridge.throttle import LoginThrottle
 from bridge.xmpp import roster
@@ -68,8 +70,9 @@ class BridgeParts:
     # Live events (SSE): the per-user fan-out and the browsers' stream tokens.
     events: EventHub | None = None
     tokens: StreamTokens | None = None
-    # Production concerns (bridge.limits, bridge.metrics, bridge.shutdown).
+    # Production concerns (bridge.http.limits, bridge.metrics, bridge.http.readiness).
     limits: RequestLimits | None = None
+    streams: EventStreams | None = None
     metrics: BridgeMetrics | None = None
     readiness: Readiness | None = None
     metrics_http: StreamServerEndpointService | None = None
@@ -161,15 +164,15 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
     tokens.setServiceParent(root)
     throttle = LoginThrottle(reactor, config.throttle)
     auth = Authenticator(pool, config.xmpp.domains, config.http.realm, throttle)
-    user_streams = UserStreams(config.limits.max_streams_per_user)
+    streams = EventStreams(config.limits.max_streams, config.limits.max_streams_per_user)
     groups = ApiGroups(
         messages=MessagesApi(auth),
         contacts=ContactsApi(auth),
-        sse=SseApi(auth, events, tokens, reactor, config.sse, config.http.realm, user_streams),
+        sse=SseApi(auth, events, tokens, reactor, config.sse, config.http.realm, streams),
         rooms=RoomsApi(auth, config.muclight.service),
     )
     limits = RequestLimits(reactor, config.limits, pool, throttle)
-    metrics.watch_streams(lambda: limits.open_streams)
+    metrics.watch_streams(lambda: streams.open_streams)
     readiness = Readiness(reactor, config.xmpp.host, config.xmpp.port, pool, config.xmpp.timeout)
     if component is not None:
         connection = component
@@ -179,14 +182,13 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
         # the bridge out of a load balancer.
         readiness.add_check("component", lambda: defer.succeed(connection.alive), required=False)
     site = build_site(
-        groups,
+        BridgeApi(groups, readiness).app.resource(),
         config.http.cors_origins,
         config.http.max_body,
         config.http.idle_timeout,
         reactor,
         limits=limits,
         metrics=metrics,
-        readiness=readiness,
     )
     site.header_timeout = config.http.header_timeout
     site.body_timeout = config.http.body_timeout
@@ -204,6 +206,7 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
         events=events,
         tokens=tokens,
         limits=limits,
+        streams=streams,
         metrics=metrics,
         readiness=readiness,
         metrics_http=metrics_http,

@@ -10,9 +10,10 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from bridge.api.auth import Authenticator, parse_basic, request_credentials
+from bridge.api.auth import Authenticator, parse_basic
 from bridge.api.errors import ApiError
 from bridge.config import ThrottleConfig
+from bridge.http.request import BridgeRequest
 from bridge.throttle import MAX_DOUBLINGS, BackoffThrottle, FailureThrottle, LoginThrottle
 from bridge.xmpp.errors import AuthenticationFailed
 
@@ -189,7 +190,9 @@ class FakePool:
         return session
 
 
-class FakeRequest:
+class FakeRequest(BridgeRequest):
+    """The parts of a request the authenticator reads, with BridgeRequest's own state (no channel)."""
+
     def __init__(self, jid: str, password: str, address: str) -> None:
         self.headers = {b"authorization": header(f"{jid}:{password}")}
         self.address = address
@@ -303,19 +306,53 @@ class AuthenticatorTests(unittest.TestCase):
         self.assertEqual(sorted(statuses), [401] * 3 + [429] * 17)
         self.assertEqual(self.auth._logins, {})
 
+    def test_the_live_session_the_limits_found_is_used_without_a_second_look(self) -> None:
+        """A live session the limits matched is served without asking the pool again; an ended one is not reused."""
+        looked: list[str] = []
+        original = self.pool.existing
+
+        def counting(jid: Any, password: str) -> FakeSession | None:
+            looked.append(jid.userhost())
+            return original(jid, password)
+
+        self.patch(self.pool, "existing", counting)
+        found = FakeSession()
+        request = FakeRequest("alice@localhost", "right", "192.0.2.1")
+        request.live_session = found  # type: ignore[assignment]
+        served = defer.Deferred.fromCoroutine(self.auth.session(request))
+        self.assertIs(self.successResultOf(served), found)
+        self.assertEqual(looked, [])
+        ended = FakeSession()
+        ended.alive = False
+        request = FakeRequest("alice@localhost", "right", "192.0.2.1")
+        request.live_session = ended  # type: ignore[assignment]
+        served = defer.Deferred.fromCoroutine(self.auth.session(request))
+        self.assertIsNot(self.successResultOf(served), ended)
+        self.assertEqual(looked[0], "alice@localhost")
+
+    def test_a_found_live_session_does_not_pass_the_throttle(self) -> None:
+        """A throttled JID gets 429 even when its request carries a live session (the limits never set one then)."""
+        for address, tries in (("203.0.113.1", 3), ("203.0.113.2", 2)):
+            for _ in range(tries):
+                self.assertEqual(self.attempt("guess", address)[0], 401)
+        request = FakeRequest("alice@localhost", "right", "198.51.100.9")
+        request.live_session = FakeSession()  # type: ignore[assignment]
+        failure = self.failureResultOf(defer.Deferred.fromCoroutine(self.auth.session(request)), ApiError)
+        self.assertEqual(failure.value.status, 429)
+
     def test_credentials_are_parsed_once_per_request(self) -> None:
         """The request limits and the authenticator share one parse of the Authorization header."""
-        import bridge.api.auth as auth_module
+        import bridge.http.request as request_module
 
         calls: list[object] = []
-        original = auth_module.parse_basic
+        original = request_module.parse_basic
 
         def counting(value: bytes | None) -> Any:
             calls.append(value)
             return original(value)
 
-        self.patch(auth_module, "parse_basic", counting)
+        self.patch(request_module, "parse_basic", counting)
         request = FakeRequest("alice@localhost", "right", "192.0.2.1")
-        self.assertEqual(request_credentials(request)[1], "right")  # type: ignore[arg-type,index]
-        self.assertEqual(self.auth.credentials(request)[1], "right")  # type: ignore[arg-type]
+        self.assertEqual(request.credentials[1], "right")  # type: ignore[index]
+        self.assertEqual(self.auth.credentials(request)[1], "right")
         self.assertEqual(len(calls), 1)

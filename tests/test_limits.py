@@ -12,9 +12,10 @@ from twisted.trial import unittest
 from twisted.web.resource import Resource
 
 from bridge.api.errors import ApiError, write_json
-from bridge.api.site import BridgeSite
 from bridge.config import ConfigError, LimitsConfig, ThrottleConfig, parse_config
-from bridge.limits import RequestLimits, TokenBuckets, UserStreams
+from bridge.http.limits import EventStreams, RequestLimits, TokenBuckets
+from bridge.http.request import BridgeRequest
+from bridge.http.site import BridgeSite
 from bridge.tap import build
 from bridge.throttle import LoginThrottle
 from tests.integration.base import basic
@@ -64,7 +65,9 @@ class FakePool:
         return len(self.live)
 
 
-class FakeRequest:
+class FakeRequest(BridgeRequest):
+    """The parts of a request the limits read, with BridgeRequest's own state (no channel)."""
+
     def __init__(self, user: tuple[str, str] | None = None, address: str = "192.0.2.1", path: bytes = b"/api/messages"):
         self.headers = {b"authorization": basic(*user).encode()} if user else {}
         self.address = address
@@ -99,7 +102,7 @@ class RequestLimitsTests(unittest.TestCase):
         """With the default limits, 200 users' first requests from one address all go through."""
         _, limits = self.limits()
         users = [(f"user{i}@localhost", "pw") for i in range(200)]
-        refusals = [limits.check(FakeRequest(user, "198.51.100.7")) for user in users]  # type: ignore[arg-type]
+        refusals = [limits.check(FakeRequest(user, "198.51.100.7")) for user in users]
         self.assertEqual([r for r in refusals if r is not None], [])
 
     def test_defaults_serve_5_messages_a_second_per_user(self) -> None:
@@ -109,7 +112,7 @@ class RequestLimitsTests(unittest.TestCase):
         refused = 0
         for _ in range(60 * 5):
             for user in users:
-                refused += limits.check(FakeRequest(user, "198.51.100.7")) is not None  # type: ignore[arg-type]
+                refused += limits.check(FakeRequest(user, "198.51.100.7")) is not None
             clock.advance(0.2)
         self.assertEqual(refused, 0)
 
@@ -118,68 +121,53 @@ class RequestLimitsTests(unittest.TestCase):
         alice, bob = ("alice@localhost", "a"), ("bob@localhost", "b")
         clock, limits = self.limits({alice, bob}, user_rate=1.0, user_burst=3)
         for _ in range(3):
-            self.assertIsNone(limits.check(FakeRequest(alice)))  # type: ignore[arg-type]
-        refusal = limits.check(FakeRequest(alice))  # type: ignore[arg-type]
+            self.assertIsNone(limits.check(FakeRequest(alice)))
+        refusal = limits.check(FakeRequest(alice))
         assert refusal is not None
         self.assertEqual(
             (refusal.status, refusal.message, refusal.retry_after, refusal.limit),
             (429, "Too many requests", "1", "user"),
         )
-        self.assertIsNone(limits.check(FakeRequest(bob)))  # type: ignore[arg-type]
+        self.assertIsNone(limits.check(FakeRequest(bob)))
         clock.advance(1)
-        self.assertIsNone(limits.check(FakeRequest(alice)))  # type: ignore[arg-type]
+        self.assertIsNone(limits.check(FakeRequest(alice)))
 
     def test_wrong_passwords_do_not_spend_a_users_allowance(self) -> None:
         """Requests under a user's JID with a wrong password never count against that user."""
         alice = ("alice@localhost", "right")
         _, limits = self.limits({alice}, user_rate=1.0, user_burst=2)
         for _ in range(50):
-            limits.check(FakeRequest(("alice@localhost", "wrong"), address="203.0.113.9"))  # type: ignore[arg-type]
-        self.assertIsNone(limits.check(FakeRequest(alice)))  # type: ignore[arg-type]
+            limits.check(FakeRequest(("alice@localhost", "wrong"), address="203.0.113.9"))
+        self.assertIsNone(limits.check(FakeRequest(alice)))
 
     def test_one_address_flooding_gets_429(self) -> None:
         """Past its burst, an address gets 429 whoever it claims to be; other addresses are served."""
         _, limits = self.limits(address_rate=10.0, address_burst=5)
-        results = [limits.check(FakeRequest(address="203.0.113.9")) for _ in range(6)]  # type: ignore[arg-type]
+        results = [limits.check(FakeRequest(address="203.0.113.9")) for _ in range(6)]
         self.assertEqual(results[:5], [None] * 5)
         assert results[5] is not None
         self.assertEqual((results[5].status, results[5].limit), (429, "address"))
-        self.assertIsNone(limits.check(FakeRequest(address="203.0.113.10")))  # type: ignore[arg-type]
+        self.assertIsNone(limits.check(FakeRequest(address="203.0.113.10")))
 
     def test_session_cap_refuses_new_logins_only(self) -> None:
         """At max_sessions, a new user's login gets 503 while users with a session are served."""
         alice = ("alice@localhost", "a")
         _, limits = self.limits({alice}, max_sessions=2)
         pending = FakeRequest(("bob@localhost", "b"))
-        self.assertIsNone(limits.check(pending))  # type: ignore[arg-type]
-        refusal = limits.check(FakeRequest(("carol@localhost", "c")))  # type: ignore[arg-type]
+        self.assertIsNone(limits.check(pending))
+        refusal = limits.check(FakeRequest(("carol@localhost", "c")))
         assert refusal is not None
         self.assertEqual((refusal.status, refusal.message, refusal.limit), (503, "Too many sessions", "sessions"))
-        self.assertIsNone(limits.check(FakeRequest(alice)))  # type: ignore[arg-type]
-        self.assertIsNone(limits.check(FakeRequest(("bob@localhost", "b"))))  # type: ignore[arg-type]
+        self.assertIsNone(limits.check(FakeRequest(alice)))
+        self.assertIsNone(limits.check(FakeRequest(("bob@localhost", "b"))))
         pending.finish()
 
     def test_session_cap_is_no_password_oracle(self) -> None:
         """At max_sessions, a wrong password for a user with a session goes on to the server, as the right one does."""
         alice = ("alice@localhost", "a")
         _, limits = self.limits({alice}, max_sessions=1)
-        self.assertIsNone(limits.check(FakeRequest(("alice@localhost", "guess"))))  # type: ignore[arg-type]
-        self.assertIsNone(limits.check(FakeRequest(alice)))  # type: ignore[arg-type]
-
-    def test_stream_cap(self) -> None:
-        """At max_streams, a new event stream gets 503 until one closes."""
-        alice = ("alice@localhost", "a")
-        _, limits = self.limits({alice}, max_streams=1)
-        first = FakeRequest(alice, path=b"/api/sse")
-        self.assertIsNone(limits.check(first))  # type: ignore[arg-type]
-        self.assertEqual(limits.open_streams, 1)
-        refusal = limits.check(FakeRequest(alice, path=b"/api/sse/"))  # type: ignore[arg-type]
-        assert refusal is not None
-        self.assertEqual((refusal.status, refusal.message), (503, "Too many event streams"))
-        self.assertIsNone(limits.check(FakeRequest(alice, path=b"/api/sse/token")))  # type: ignore[arg-type]
-        first.finish()
-        self.assertEqual(limits.open_streams, 0)
-        self.assertIsNone(limits.check(FakeRequest(alice, path=b"/api/sse")))  # type: ignore[arg-type]
+        self.assertIsNone(limits.check(FakeRequest(("alice@localhost", "guess"))))
+        self.assertIsNone(limits.check(FakeRequest(alice)))
 
     def test_throttled_credentials_get_through_whatever_the_password(self) -> None:
         """A throttled JID's requests are not judged here by password: right and wrong ones both reach the 429."""
@@ -187,39 +175,77 @@ class RequestLimitsTests(unittest.TestCase):
         clock = Clock()
         throttle = LoginThrottle(clock, ThrottleConfig())
         limits = RequestLimits(clock, LimitsConfig(user_rate=1.0, user_burst=1), FakePool({alice}), throttle)  # type: ignore[arg-type]
-        self.assertIsNone(limits.check(FakeRequest(alice)))  # type: ignore[arg-type]
-        self.assertIsNotNone(limits.check(FakeRequest(alice)))  # type: ignore[arg-type]  # her burst is spent
+        self.assertIsNone(limits.check(FakeRequest(alice)))
+        self.assertIsNotNone(limits.check(FakeRequest(alice)))  # her burst is spent
         for address in ("203.0.113.1", "203.0.113.1", "203.0.113.1", "203.0.113.2", "203.0.113.2"):
             throttle.failed("alice@localhost", address)
-        right = limits.check(FakeRequest(alice))  # type: ignore[arg-type]
-        wrong = limits.check(FakeRequest(("alice@localhost", "guess")))  # type: ignore[arg-type]
+        right = limits.check(FakeRequest(alice))
+        wrong = limits.check(FakeRequest(("alice@localhost", "guess")))
         self.assertEqual((right, wrong), (None, None))
 
     def test_credentials_are_kept_on_the_request(self) -> None:
         """check() leaves its parse of the Authorization header on the request for the authenticator."""
         _, limits = self.limits()
         request = FakeRequest(("alice@localhost", "a"))
-        limits.check(request)  # type: ignore[arg-type]
-        jid, password = request.bridge_credentials  # type: ignore[attr-defined]
+        limits.check(request)
+        assert request.credentials is not None
+        jid, password = request.credentials
         self.assertEqual((jid.full(), password), ("alice@localhost", "a"))
 
+    def test_live_session_is_kept_on_the_request(self) -> None:
+        """check() leaves the session it matched to the credentials on the request, and None for a wrong password."""
+        _, limits = self.limits({("alice@localhost", "a")})
+        right, wrong = FakeRequest(("alice@localhost", "a")), FakeRequest(("alice@localhost", "b"))
+        for request in (right, wrong):
+            self.assertIsNone(limits.check(request))
+        self.assertIsNotNone(right.live_session)
+        self.assertIsNone(wrong.live_session)
 
-class UserStreamsTests(unittest.TestCase):
+
+class EventStreamsTests(unittest.TestCase):
+    def test_stream_cap(self) -> None:
+        """At max_streams, a new event stream gets 503 with Retry-After until one closes."""
+        streams = EventStreams(max_streams=1)
+        first = FakeRequest(("alice@localhost", "a"), path=b"/api/sse")
+        streams.begin(first)
+        self.assertTrue(first.is_event_stream)
+        self.assertEqual(streams.open_streams, 1)
+        refused = FakeRequest(("alice@localhost", "a"), path=b"/api/sse/")
+        with self.assertRaises(ApiError) as caught:
+            streams.begin(refused)
+        error = caught.exception
+        self.assertEqual(
+            (error.status, error.message, error.headers), (503, "Too many event streams", {"Retry-After": "10"})
+        )
+        self.assertEqual((refused.is_event_stream, refused.refusal), (True, "streams"))
+        first.finish()
+        self.assertEqual(streams.open_streams, 0)
+        streams.begin(FakeRequest(("alice@localhost", "a"), path=b"/api/sse"))
+
+    def test_the_limits_before_routing_mark_no_stream(self) -> None:
+        """Only the event-stream route marks a request as a stream; the checks before routing leave it unmarked."""
+        clock = Clock()
+        limits = RequestLimits(clock, LimitsConfig(max_streams=1), FakePool(set()))  # type: ignore[arg-type]
+        for _ in range(3):
+            request = FakeRequest(("alice@localhost", "a"), path=b"/api/sse")
+            self.assertIsNone(limits.check(request))
+            self.assertFalse(request.is_event_stream)
+
     def test_cap_per_user(self) -> None:
         """Past max_streams_per_user a user's new stream gets 429 with Retry-After; other users are served."""
-        streams = UserStreams(2)
+        streams = EventStreams(max_per_user=2)
         request = FakeRequest()
-        streams.open(request, "alice@localhost")  # type: ignore[arg-type]
-        streams.open(request, "alice@localhost")  # type: ignore[arg-type]
+        streams.open(request, "alice@localhost")
+        streams.open(request, "alice@localhost")
         with self.assertRaises(ApiError) as caught:
-            streams.open(request, "alice@localhost")  # type: ignore[arg-type]
+            streams.open(request, "alice@localhost")
         error = caught.exception
         self.assertEqual((error.status, error.message), (429, "Too many event streams for this user"))
         self.assertEqual(error.headers["Retry-After"], "10")
-        self.assertEqual(request.bridge_refused, "user_streams")  # type: ignore[attr-defined]
-        streams.open(request, "bob@localhost")  # type: ignore[arg-type]
+        self.assertEqual(request.refusal, "user_streams")
+        streams.open(request, "bob@localhost")
         streams.close("alice@localhost")
-        streams.open(request, "alice@localhost")  # type: ignore[arg-type]
+        streams.open(request, "alice@localhost")
         self.assertEqual((streams["alice@localhost"], streams["bob@localhost"]), (2, 1))
         for _ in range(3):
             streams.close("alice@localhost")
@@ -227,9 +253,9 @@ class UserStreamsTests(unittest.TestCase):
 
     def test_zero_is_no_cap(self) -> None:
         """max_streams_per_user = 0 never refuses."""
-        streams = UserStreams(0)
+        streams = EventStreams()
         for _ in range(1000):
-            streams.open(FakeRequest(), "alice@localhost")  # type: ignore[arg-type]
+            streams.open(FakeRequest(), "alice@localhost")
 
 
 class Hello(Resource):
@@ -360,6 +386,27 @@ class DeadlineTests(unittest.TestCase):
         transport.clear()
         channel.dataReceived(b"GET /" + b"p" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertRefused(transport, b"414 URI Too Long", b'"Request URI too long"')
+
+    def test_body_over_max_body_gets_413_before_it_is_read(self) -> None:
+        """A declared body over max_body gets 413 with a JSON reason at once, and the connection is closed."""
+        _, channel, transport = self.connect()
+        channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        self.assertRefused(transport, b"413 Payload Too Large", b'"Request body too large"')
+
+    def test_raw_answers_and_request_answers_have_one_form(self) -> None:
+        """An answer written to the transport carries the same JSON Content-Type as one written to a request."""
+        _, channel, transport = self.connect()
+        channel.dataReceived(b"GET /busy HTTP/1.1\r\nHost: x\r\n\r\n")
+        answered = transport.value().partition(b"\r\n\r\n")[0].split(b"\r\n")
+        transport.clear()
+        channel.dataReceived(b"GET /" + b"p" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw = transport.value().partition(b"\r\n\r\n")[0].split(b"\r\n")
+
+        def content_type(head: list[bytes]) -> list[bytes]:
+            return [line.split(b":", 1)[1].strip() for line in head if line.lower().startswith(b"content-type:")]
+
+        self.assertEqual(content_type(raw), content_type(answered))
+        self.assertEqual(content_type(raw), [b"application/json; charset=utf-8"])
 
 
 class ConfigTests(unittest.TestCase):

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from openapi_spec_validator import validate
-from treq.testing import StubTreq
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
@@ -16,6 +15,7 @@ import bridge
 from bridge.api.docs import ASSETS, load_spec
 from bridge.config import parse_config
 from bridge.tap import build
+from tests.memory_site import site_treq
 
 SPEC_FILE = Path(bridge.__file__).parent / "openapi.json"
 # Methods Werkzeug adds by itself (HEAD for GET) or that CorsResource answers before routing.
@@ -141,7 +141,7 @@ class DocumentTests(unittest.TestCase):
 class ServedTests(unittest.TestCase):
     def setUp(self) -> None:
         _, parts = build(parse_config('[http]\ncors_origins = ["https://app.example"]\n', {}), MemoryReactorClock())
-        self.http = StubTreq(parts.site.resource)
+        self.http = site_treq(parts.site)
 
     async def get(self, path: str, **kwargs: Any) -> tuple[Any, bytes]:
         response = await self.http.get("http://bridge.example" + path, **kwargs)

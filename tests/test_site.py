@@ -16,6 +16,7 @@ from twisted.trial import unittest
 from bridge.config import parse_config
 from bridge.tap import build
 from tests.integration.bridge_log import BridgeLog
+from tests.memory_site import site_treq
 
 BASE = "http://bridge.example"
 AUTH = "Basic " + "YWxpY2VAbG9jYWxob3N0OnNlY3JldA=="  # alice@localhost:secret
@@ -35,7 +36,7 @@ BODY_OPERATIONS = [
 
 def site_client(config: str = "") -> StubTreq:
     _, parts = build(parse_config(config, {}), MemoryReactorClock())
-    return StubTreq(parts.site.resource)
+    return site_treq(parts.site)
 
 
 class SiteTestCase(unittest.TestCase):
@@ -114,8 +115,7 @@ class ContentTypeTests(SiteTestCase):
         """Every operation with a body answers 415 to a cross-site form's content types, before any login."""
         for method, path, body in BODY_OPERATIONS:
             data = json.dumps(body).encode()
-            # multipart/form-data is in tests/integration/test_hostile.py: StubTreq's own Site
-            # parses form bodies, which the bridge's BridgeSite does not.
+            # multipart/form-data is in tests/integration/test_hostile.py, over a real socket.
             for content_type in (
                 None,
                 "text/plain",

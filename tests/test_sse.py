@@ -16,10 +16,10 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from bridge.api.errors import BadRequest
-from bridge.api.site import BridgeSite
 from bridge.api.sse import CLOSE_GRACE, EventStream, format_event, parse_event_id
 from bridge.api.tokens import MAX_TOKENS_PER_USER, StreamTokens
 from bridge.config import ConfigError, SseConfig, parse_config
+from bridge.http.site import BridgeSite
 from bridge.xmpp.errors import ServerUnavailable
 from bridge.xmpp.events import Event, EventHub, SessionEvents, UserEvents, incoming_event
 from bridge.xmpp.pool import SessionPool

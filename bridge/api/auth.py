@@ -13,59 +13,20 @@ never logged and never stored.
 
 from __future__ import annotations
 
-import binascii
 import math
-from base64 import b64decode
 
 from twisted.internet import defer
 from twisted.web.server import Request
 from twisted.words.protocols.jabber.jid import JID
 
 from bridge.api.errors import ApiError, Unauthorized
-from bridge.jid import parse
+from bridge.http.request import Credentials, bridge_request, client_address, parse_basic
 from bridge.throttle import LoginThrottle
 from bridge.xmpp.errors import AuthenticationFailed
 from bridge.xmpp.pool import SessionPool
 from bridge.xmpp.session import Session
 
-# Longer Authorization headers are not credentials anyone uses.
-MAX_HEADER = 4096
-# Where request_credentials keeps a request's parsed header (parsed once per request).
-_CACHED = "bridge_credentials"
-_UNSET = object()
-
-
-def parse_basic(header: bytes | None) -> tuple[JID, str] | None:
-    """(bare JID, password) from a Basic ``Authorization`` header; None if it is not one."""
-    if not header or len(header) > MAX_HEADER:
-        return None
-    scheme, _, encoded = header.strip().partition(b" ")
-    if scheme.lower() != b"basic":
-        return None
-    try:
-        decoded = b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return None
-    user, colon, password = decoded.partition(":")
-    if not colon or not password or "\x00" in decoded:
-        return None
-    jid = parse(user)
-    if jid is None or not jid.user or jid.resource:
-        return None
-    return jid, password
-
-
-def request_credentials(request: Request) -> tuple[JID, str] | None:
-    """``parse_basic`` of the request's ``Authorization`` header, parsed once per request.
-
-    Both the request limits and the authenticator need the credentials; the result is
-    kept on the request so the header is decoded and stringprepped only once.
-    """
-    cached = getattr(request, _CACHED, _UNSET)
-    if cached is _UNSET:
-        cached = parse_basic(request.getHeader(b"authorization"))
-        setattr(request, _CACHED, cached)
-    return cached  # type: ignore[return-value]
+__all__ = ["Authenticator", "parse_basic"]
 
 
 class Authenticator:
@@ -85,9 +46,9 @@ class Authenticator:
         # Bare JID -> the lock its unverified logins take turns on (dropped when unused).
         self._logins: dict[str, defer.DeferredLock] = {}
 
-    def credentials(self, request: Request) -> tuple[JID, str]:
+    def credentials(self, request: Request) -> Credentials:
         """The request's Basic credentials for a served domain, or 401."""
-        parsed = request_credentials(request)
+        parsed = bridge_request(request).credentials
         if parsed is None or parsed[0].host not in self._domains:
             raise Unauthorized(self._realm)
         return parsed
@@ -100,11 +61,16 @@ class Authenticator:
         counted only when the server said no (a wrong password against a live session
         logs in again, and the server decides).
         """
-        jid, password = self.credentials(request)
-        bare, address = jid.userhost(), _client_address(request)
-        request.bridge_user = bare  # type: ignore[attr-defined]  # for the access log
+        edge = bridge_request(request)
+        jid, password = self.credentials(edge)
+        bare, address = jid.userhost(), client_address(edge)
+        edge.user_jid = bare
         self._check_throttle(bare, address)
-        session = self._pool.existing(jid, password)
+        # The request limits matched these credentials to a live session already: the
+        # password's keyed hash is computed once per request, not once per layer.
+        session = edge.live_session
+        if session is None or not session.alive:
+            session = self._pool.existing(jid, password)
         if session is None:
             session = await self._log_in(jid, password, address)
         self._throttle.succeeded(bare, address)
@@ -136,8 +102,3 @@ class Authenticator:
             lock.release()  # may run the next waiter (and its own clean-up) right here
             if not lock.locked and not lock.waiting and self._logins.get(bare) is lock:
                 del self._logins[bare]
-
-
-def _client_address(request: Request) -> str:
-    address = request.getClientAddress()
-    return getattr(address, "host", None) or str(address)

@@ -1,21 +1,21 @@
-"""The API's one error hierarchy and the one function that renders every failure.
+"""The API's one error hierarchy, and the one function that turns every failure into an answer.
 
 Error bodies are JSON strings (``"Missing message body"``), as MongooseIM's client API
-answered. XMPP-side failures map to HTTP here and nowhere else: stanza errors by their
-condition, an unreachable server to 503 with ``Retry-After``, a round trip that timed out
-to 504. Anything unexpected is logged with its traceback and answered with a bare 500
-that leaks nothing.
+answered, rendered by ``bridge.http.errors`` (whose ``ApiError`` is the base here, so the
+HTTP edge can refuse requests in the same form). XMPP-side failures map to HTTP here and
+nowhere else: stanza errors by their condition, an unreachable server to 503 with
+``Retry-After``, a round trip that timed out to 504. Anything unexpected is logged with
+its traceback and answered with a bare 500 that leaks nothing.
 """
 
 from __future__ import annotations
-
-import json
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 from twisted.words.protocols.jabber.error import StanzaError
 
+from bridge.http.errors import ApiError, write_error, write_json
 from bridge.xmpp.errors import (
     FeatureUnavailable,
     NotRoomMember,
@@ -28,6 +28,17 @@ from bridge.xmpp.errors import (
     ServerTimeout,
     ServerUnavailable,
 )
+
+__all__ = [
+    "ApiError",
+    "BadRequest",
+    "Forbidden",
+    "NotFound",
+    "Unauthorized",
+    "as_api_error",
+    "render_failure",
+    "write_json",
+]
 
 log = Logger()
 
@@ -65,16 +76,6 @@ ROOM_STATUS: dict[type[RoomError], int] = {
 }
 
 
-class ApiError(Exception):
-    """An answer other than success: a status, a message for the client, extra headers."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
 class BadRequest(ApiError):
     def __init__(self, message: str) -> None:
         super().__init__(400, message)
@@ -95,15 +96,6 @@ class Unauthorized(ApiError):
 
     def __init__(self, realm: str, message: str = "Unauthorized") -> None:
         super().__init__(401, message, {"WWW-Authenticate": f'Basic realm="{realm}", charset="UTF-8"'})
-
-
-def write_json(request: Request, status: int, body: object) -> bytes:
-    """Set the status and JSON content type on ``request`` and return the encoded body."""
-    request.setResponseCode(status)
-    if status == 204:
-        return b""
-    request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _stanza_error(error: StanzaError) -> ApiError:
@@ -132,7 +124,4 @@ def as_api_error(failure: Failure) -> ApiError:
 
 def render_failure(request: Request, failure: Failure) -> bytes:
     """Answer ``request`` with the error ``failure`` stands for."""
-    error = as_api_error(failure)
-    for name, value in error.headers.items():
-        request.setHeader(name, value)
-    return write_json(request, error.status, error.message)
+    return write_error(request, as_api_error(failure))

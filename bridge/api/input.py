@@ -12,50 +12,13 @@ from typing import Any
 from twisted.web.server import Request
 from twisted.words.protocols.jabber.jid import JID
 
-from bridge.api.errors import ApiError, BadRequest
+from bridge.api.errors import BadRequest
 from bridge.convert import is_xml_text
+from bridge.http.checks import require_json_body
 from bridge.jid import parse
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
-NOT_JSON = "Content-Type must be application/json"
-
-
-def is_json_media_type(content_type: bytes | None) -> bool:
-    """Whether a Content-Type value is ``application/json`` (any case, parameters allowed)."""
-    if content_type is None:
-        return False
-    media_type = content_type.split(b";", 1)[0].strip().lower()
-    return media_type == b"application/json"
-
-
-def body_size(request: Request) -> int:
-    """The length of the request body that was received (without moving its read position)."""
-    content = request.content
-    if content is None:
-        return 0
-    position = content.tell()
-    content.seek(0, 2)
-    size = content.tell()
-    content.seek(position)
-    return size
-
-
-def require_json_body(request: Request) -> None:
-    """415 for a non-empty body that is not declared ``application/json``.
-
-    A browser sends a cross-site form (``text/plain``, ``application/x-www-form-urlencoded``,
-    ``multipart/form-data``) without a CORS pre-flight, and with whatever Basic login it
-    cached for the bridge's origin; were such a body read as JSON, any page could act as
-    the user. ``application/json`` always needs a pre-flight, which CORS answers. An empty
-    body (``DELETE``, ``POST /api/sse/token``) needs no Content-Type.
-    """
-    if body_size(request) == 0:
-        return
-    declared = request.requestHeaders.getRawHeaders(b"content-type") or []
-    if len(declared) != 1 or not is_json_media_type(declared[0]):
-        raise ApiError(415, NOT_JSON)
-
 # The latest ``before`` an archive query can carry: the archive code asks for messages at
 # or before ``before - 1`` ms, and Python's datetime (XEP-0082 times) ends with 9999-12-31.
 MAX_BEFORE = 253402300800000  # 10000-01-01T00:00:00Z in Unix ms

@@ -33,7 +33,8 @@ from bridge.api.input import query_args
 from bridge.api.rendering import Response, json_errors, json_route
 from bridge.api.tokens import StreamTokens
 from bridge.config import SseConfig
-from bridge.limits import UserStreams
+from bridge.http.limits import EventStreams
+from bridge.http.request import bridge_request
 from bridge.xmpp.events import Event, EventHub
 from bridge.xmpp.session import Session
 
@@ -219,11 +220,11 @@ class SseApi:
         clock: IReactorTime,
         config: SseConfig,
         realm: str,
-        user_streams: UserStreams | None = None,
+        streams: EventStreams | None = None,
     ) -> None:
         self._auth = auth
-        # Open streams per user (limits.max_streams_per_user), counted once the user is known.
-        self._user_streams = user_streams if user_streams is not None else UserStreams(0)
+        # Open streams (limits.max_streams, and max_streams_per_user once the user is known).
+        self._streams = streams if streams is not None else EventStreams()
         self._realm = realm
         self._hub = hub
         self._tokens = tokens
@@ -239,12 +240,14 @@ class SseApi:
             challenge = f'Bearer realm="{self._realm}", error="invalid_token"'
             raise ApiError(401, "Invalid or expired token", {"WWW-Authenticate": challenge})
         assert session.jid is not None
-        request.bridge_user = session.jid.userhost()  # type: ignore[attr-defined]  # for the access log
+        bridge_request(request).user_jid = session.jid.userhost()
         return session
 
     @app.route("/", methods=["GET"], strict_slashes=False)
     async def stream(self, request: Request) -> bytes | None:
         try:
+            if request.method == b"GET":  # HEAD only says what a stream would be
+                self._streams.begin(bridge_request(request))
             args = query_args(request, {"token", "last_event_id"})
             session = await self._session(request, args.get("token"))
             header = request.getHeader(b"last-event-id")
@@ -262,13 +265,13 @@ class SseApi:
         assert session.jid is not None
         user = session.jid.userhost()
         try:
-            self._user_streams.open(request, user)
+            self._streams.open(bridge_request(request), user)
         except ApiError:
             return render_failure(request, Failure())
         try:
             return await self._serve(request, session, user, last_seen)
         finally:
-            self._user_streams.close(user)
+            self._streams.close(user)
 
     async def _serve(self, request: Request, session: Session, user: str, last_seen: int | None) -> bytes | None:
         stream = EventStream(request, self._clock, self._config, user)

@@ -15,7 +15,7 @@ from zope.interface import provider
 
 # Text that only a traceback or Twisted's report of an unhandled failure contains.
 TRACEBACK_MARKERS = ("Traceback", "Unhandled Error", "Unhandled error in Deferred")
-# The access line of bridge.api.site.BridgeSite.log.
+# The access line of bridge.http.site.BridgeSite.log.
 ACCESS_FORMAT = "{method} {path} {status}"
 
 
