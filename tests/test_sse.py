@@ -20,8 +20,9 @@ from bridge.api.site import BridgeSite
 from bridge.api.sse import CLOSE_GRACE, EventStream, format_event, parse_event_id
 from bridge.api.tokens import MAX_TOKENS_PER_USER, StreamTokens
 from bridge.config import ConfigError, SseConfig, parse_config
+from bridge.protocol.convert import incoming_event
 from bridge.xmpp.errors import ServerUnavailable
-from bridge.xmpp.events import Event, EventHub, SessionEvents, UserEvents, incoming_event
+from bridge.xmpp.events import Event, EventHub, SessionEvents, UserEvents
 from bridge.xmpp.pool import SessionPool
 
 OWN = "alice@localhost"

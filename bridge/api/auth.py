@@ -22,7 +22,7 @@ from twisted.web.server import Request
 from twisted.words.protocols.jabber.jid import JID
 
 from bridge.api.errors import ApiError, Unauthorized
-from bridge.jid import parse
+from bridge.protocol.jid import parse
 from bridge.throttle import LoginThrottle
 from bridge.xmpp.errors import AuthenticationFailed
 from bridge.xmpp.pool import SessionPool

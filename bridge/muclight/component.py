@@ -20,7 +20,7 @@ from twisted.words.protocols.jabber import component, xmlstream
 from twisted.words.xish import domish
 from wokkel.subprotocols import StreamManager
 
-from bridge.convert import StanzaStream
+from bridge.protocol.xml import StanzaStream
 
 log = Logger()
 

@@ -31,28 +31,14 @@ from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
 from bridge.config import SseConfig
-from bridge.convert import (
-    NS_CLIENT,
-    NS_MUCLIGHT_AFFILIATIONS,
-    bare,
-    chat_marker_of,
-    child,
-    delay_timestamp,
-    message_to_json,
-    room_message_to_json,
-)
-from bridge.jid import parse
+from bridge.protocol.convert import in_microseconds, incoming_event
+from bridge.protocol.jid import parse
+from bridge.protocol.namespaces import NS_CARBONS
 from bridge.xmpp.errors import ServerUnavailable
 from bridge.xmpp.pool import SessionPool
 from bridge.xmpp.presence import go_available
 from bridge.xmpp.session import Session
 
-NS_CARBONS = "urn:xmpp:carbons:2"
-NS_FORWARD = "urn:xmpp:forward:0"
-NS_MAM = "urn:xmpp:mam:2"
-
-MESSAGE = "message"
-ROOM_MESSAGE = "room.message"
 RESET = "reset"
 
 # Why a stream was ended by the bridge (the data of its final ``close`` event).
@@ -82,117 +68,6 @@ class Event:
 
 def _json(value: dict[str, Any]) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-# ---------------------------------------------------------------------------------------
-# Stanzas to events
-# ---------------------------------------------------------------------------------------
-
-
-def _has_content(message: domish.Element) -> bool:
-    """Whether the API has something to say about ``message``: a body or a chat marker.
-
-    Chat states alone, receipts, server notices such as XEP-0356's ``<privilege/>`` and the
-    like are not events of this API.
-    """
-    body = child(message, "body", NS_CLIENT)
-    return (body is not None and bool(str(body))) or chat_marker_of(message) is not None
-
-
-def chat_message_json(message: domish.Element, now: int) -> dict[str, Any] | None:
-    """The ``message`` event of a one-to-one (chat or normal) message, or None."""
-    if message.getAttribute("type", "normal") not in ("normal", "chat"):
-        return None
-    if child(message, "result", NS_MAM) is not None or not _has_content(message):
-        return None
-    return message_to_json(message, delay_timestamp(message) or now)
-
-
-def room_message_json(message: domish.Element, room_service: str, now: int) -> dict[str, Any] | None:
-    """The ``room.message`` event of a groupchat stanza from a MUC Light room, or None.
-
-    The JSON is the room archive's (``room_message_to_json``) plus ``room``: the bare room
-    id, as MongooseIM's SSE had it (``from`` still carries the JID). Only rooms of the
-    configured service count: a room broadcast comes from ``room@service/occupant``, an
-    affiliation notice (``urn:xmpp:muclight:0#affiliations``) from the room's bare JID.
-    """
-    sender = parse(message.getAttribute("from"))
-    if sender is None or not sender.user or sender.host != room_service:
-        return None
-    notice = child(message, "x", NS_MUCLIGHT_AFFILIATIONS)
-    if notice is not None and sender.resource is None:
-        user = child(notice, "user", NS_MUCLIGHT_AFFILIATIONS)
-        if user is None or bare(str(user)) is None:
-            return None
-    elif sender.resource is None or not _has_content(message):
-        return None
-    result = room_message_to_json(message, delay_timestamp(message) or now)
-    result["room"] = sender.user
-    return result
-
-
-def _carbon(message: domish.Element) -> tuple[str, domish.Element] | None:
-    for direction in ("received", "sent"):
-        found = child(message, direction, NS_CARBONS)
-        if found is not None:
-            return direction, found
-    return None
-
-
-def unwrap_carbon(message: domish.Element, own: str) -> tuple[str, domish.Element, int | None] | None:
-    """(direction, forwarded message, its delay stamp) of a genuine carbon copy, else None.
-
-    Only the user's own account may send carbons (its bare JID, no resource); the copy of
-    a received message must be addressed to the user and that of a sent one come from them.
-    """
-    found = _carbon(message)
-    if found is None:
-        return None
-    direction, carbon = found
-    sender = parse(message.getAttribute("from"))
-    if sender is None or sender.resource is not None or sender.userhost() != own:
-        return None
-    forwarded = child(carbon, "forwarded", NS_FORWARD)
-    inner = child(forwarded, "message", NS_CLIENT) if forwarded is not None else None
-    if inner is None:
-        return None
-    party = inner.getAttribute("to") if direction == "received" else inner.getAttribute("from")
-    if bare(party) != own:
-        return None
-    return direction, inner, delay_timestamp(forwarded) if forwarded is not None else None
-
-
-def incoming_event(message: domish.Element, own: str, room_service: str, now: int) -> tuple[str, dict[str, Any]] | None:
-    """The (event name, JSON) a message received by ``own``'s session stands for, or None."""
-    if message.getAttribute("type") == "error":
-        return None
-    if _carbon(message) is not None:
-        unwrapped = unwrap_carbon(message, own)
-        if unwrapped is None:
-            log.warn("Dropped a forged or malformed carbon copy for {jid}", jid=own)
-            return None
-        direction, inner, stamp = unwrapped
-        data = chat_message_json(inner, stamp or now)
-        if data is None:
-            return None
-        data["carbon"] = direction
-        return MESSAGE, data
-    if message.getAttribute("type") == "groupchat":
-        room = room_message_json(message, room_service, now)
-        return (ROOM_MESSAGE, room) if room is not None else None
-    data = chat_message_json(message, now)
-    return (MESSAGE, data) if data is not None else None
-
-
-def in_microseconds(data: dict[str, Any], now_ms: int, now_us: int) -> None:
-    """Restate an event's ``timestamp`` (Unix ms) in microseconds, as MongooseIM's SSE did.
-
-    A stamp that is the arrival time (``now_ms``) gets the clock's own microseconds; one
-    from a ``<delay/>`` only has milliseconds, so it is scaled.
-    """
-    stamp = data.get("timestamp")
-    if isinstance(stamp, int) and not isinstance(stamp, bool):
-        data["timestamp"] = now_us if stamp == now_ms else stamp * 1000
 
 
 class SessionEvents(XMPPHandler):

@@ -61,11 +61,12 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
-from bridge.convert import bare, child
+from bridge.protocol.jid import bare
+from bridge.protocol.namespaces import NS_ROSTER
+from bridge.protocol.xml import child
 from bridge.xmpp.presence import presence
 from bridge.xmpp.session import Session
 
-NS_ROSTER = "jabber:iq:roster"
 ROSTER_PUSH = f"/iq[@type='set']/query[@xmlns='{NS_ROSTER}']"
 SUBSCRIBE = "/presence[@type='subscribe']"
 UNSUBSCRIBE = "/presence[@type='unsubscribe']"

@@ -26,11 +26,10 @@ from twisted.words.xish import domish
 from wokkel import generic
 from wokkel.subprotocols import StreamManager, XMPPHandler
 
-from bridge.convert import StanzaStream
+from bridge.protocol.namespaces import NS_PING
+from bridge.protocol.xml import StanzaStream
 from bridge.xmpp.errors import AuthenticationFailed, ServerTimeout, ServerUnavailable
 from bridge.xmpp.login import PlaintextRefused, SessionAuthenticator
-
-NS_PING = "urn:xmpp:ping"
 
 log = Logger()
 
@@ -179,7 +178,7 @@ async def open_session(reactor: Any, settings: ConnectSettings, jid: JID, passwo
     tls = settings.tls_options(jid.host) if settings.tls_mode != "disabled" else None
     authenticator = SessionAuthenticator(full, password, settings.tls_mode, tls)
     factory = xmlstream.XmlStreamFactory(authenticator)
-    factory.protocol = StanzaStream  # whitespace-preserving serialisation (bridge.convert.to_xml)
+    factory.protocol = StanzaStream  # whitespace-preserving serialisation (bridge.protocol.xml.to_xml)
     factory.noisy = False
     session = Session(factory, reactor, settings.timeout)
     ready: defer.Deferred[None] = defer.Deferred()
