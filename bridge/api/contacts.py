@@ -108,7 +108,7 @@ class ContactsApi:
 
     @staticmethod
     def _roster(session: Session) -> RosterClient:
-        return session.handler(RosterClient)
+        return session.get(RosterClient)
 
     @app.route("/", methods=["GET"], strict_slashes=False)
     @json_route

@@ -77,5 +77,5 @@ class MessagesApi:
             # Nothing is older than the epoch; and Prosody 0.12's MAM fails on a pre-1970
             # 'end' without answering, which would cost the client a 504 (found by fuzzing).
             return []
-        found = await session.handler(ArchiveClient).query(contact, end, limit)
+        found = await session.get(ArchiveClient).query(contact, end, limit)
         return [message_to_json(item.message, item.timestamp, item.archive_id) for item in found]

@@ -99,7 +99,7 @@ class RoomsApi:
 
     async def _client(self, request: Request) -> MucLightClient:
         session: Session = await self._auth.session(request)
-        return session.handler(MucLightClient)
+        return session.get(MucLightClient)
 
     @app.route("/", methods=["GET"], strict_slashes=False)
     @json_route

@@ -33,8 +33,8 @@ from bridge.api.input import query_args
 from bridge.api.rendering import Response, json_errors, json_route
 from bridge.api.tokens import StreamTokens
 from bridge.config import SseConfig
+from bridge.events import Event, EventHub
 from bridge.limits import UserStreams
-from bridge.xmpp.events import Event, EventHub
 from bridge.xmpp.session import Session
 
 log = Logger()
@@ -238,7 +238,6 @@ class SseApi:
             # Not "Basic": a browser would prompt for a password instead of reporting the error.
             challenge = f'Bearer realm="{self._realm}", error="invalid_token"'
             raise ApiError(401, "Invalid or expired token", {"WWW-Authenticate": challenge})
-        assert session.jid is not None
         request.bridge_user = session.jid.userhost()  # type: ignore[attr-defined]  # for the access log
         return session
 
@@ -259,7 +258,6 @@ class SseApi:
             request.setHeader(b"Content-Type", b"text/event-stream")
             request.setHeader(b"Cache-Control", b"no-cache")
             return b""
-        assert session.jid is not None
         user = session.jid.userhost()
         try:
             self._user_streams.open(request, user)
