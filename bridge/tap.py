@@ -27,6 +27,7 @@ from bridge.api.root import ApiGroups, BridgeApi
 from bridge.api.sse import SseApi
 from bridge.api.tokens import StreamTokens
 from bridge.config import Config, ConfigError, check_startup, load_config
+from bridge.events import EventHub, ReplayLimits
 from bridge.http.limits import EventStreams, RequestLimits
 from bridge.http.readiness import Readiness, store_check
 from bridge.http.site import BridgeSite, build_site
@@ -36,11 +37,12 @@ from bridge.muclight.component import ComponentConnection
 from bridge.shutdown import DrainingHttpService, StagedService
 from bridge.store import StoreService, open_store
 from bridge.throttle import LoginThrottle
-from bridge.xmpp import roster
+from bridge.xmpp.archive import ArchiveClient
 from bridge.xmpp.capabilities import CapabilityCheck
-from bridge.xmpp.events import EventHub
+from bridge.xmpp.muclight_client import MucLightClient
 from bridge.xmpp.pool import SessionPool
-from bridge.xmpp.session import ConnectSettings
+from bridge.xmpp.roster import RosterClient
+from bridge.xmpp.session import ConnectSettings, Session
 
 log = Logger()
 
@@ -100,6 +102,18 @@ def connect_settings(config: Config) -> ConnectSettings:
     return ConnectSettings(xmpp.host, xmpp.port, xmpp.tls, trust, xmpp.timeout)
 
 
+def attach_handlers(session: Session) -> None:
+    """A ``session_opened`` hook: the protocol handlers the REST calls use on every session.
+
+    Attached before any presence goes out, so the roster handler sees the subscription
+    requests the server re-sends then (``bridge.xmpp.roster``). Live events are attached by
+    the event hub when the session's first stream opens (``bridge.events``).
+    """
+    archive = session.attach(ArchiveClient())
+    session.attach(RosterClient())
+    session.attach(MucLightClient(archive))
+
+
 def _endpoint(reactor: Any, description: str, key: str) -> Any:
     try:
         return serverFromString(reactor, description)
@@ -155,10 +169,11 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
     metrics.watch_sessions(lambda: len(pool))
     capabilities = CapabilityCheck()
     pool.session_opened.append(capabilities.session_opened)
-    # Before any presence goes out, so it sees re-sent subscription requests.
-    pool.session_opened.append(roster.watch)
+    pool.session_opened.append(attach_handlers)
     # Added after the pool, so stopped before it: streams end with "shutdown", not "session_ended".
-    events = EventHub(reactor, pool, config.sse, config.muclight.service)
+    sse = config.sse
+    replay = ReplayLimits(sse.replay_events, sse.replay_seconds, sse.replay_bytes)
+    events = EventHub(reactor, pool, config.muclight.service, replay, sse.priority, sse.timestamp_unit)
     events.setServiceParent(root)
     tokens = StreamTokens(reactor, pool, config.sse.token_lifetime)
     tokens.setServiceParent(root)

@@ -105,7 +105,7 @@ class ThrottleTests(unittest.TestCase):
 class JidParseTests(unittest.TestCase):
     def test_hostile_jids(self) -> None:
         """Malformed JIDs, including ones Twisted itself trips over, are refused without exceptions."""
-        from bridge.jid import parse
+        from bridge.protocol.jid import parse
 
         for bad in (
             "",

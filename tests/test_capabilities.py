@@ -11,7 +11,8 @@ from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
-from bridge.xmpp.capabilities import NS_CARBONS, NS_DISCO_INFO, NS_MAM, CapabilityCheck, discover, features_of
+from bridge.protocol.namespaces import NS_CARBONS, NS_DISCO_INFO, NS_MAM
+from bridge.xmpp.capabilities import CapabilityCheck, discover, features_of
 from bridge.xmpp.errors import ServerTimeout
 
 

@@ -1,4 +1,4 @@
-"""Message stanzas to JSON and back (bridge.convert)."""
+"""Message stanzas to JSON and back (bridge.protocol.convert)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,16 @@ from twisted.trial import unittest
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
-from bridge.convert import (
-    StanzaStream,
+from bridge.protocol.convert import (
     build_message,
     format_timestamp,
-    is_xml_text,
+    incoming_event,
     message_to_json,
     parse_timestamp,
     properties_of,
-    to_xml,
 )
+from bridge.protocol.xml import StanzaStream, is_xml_text, to_xml
 from bridge.xmpp.archive import ArchiveClient
-from bridge.xmpp.events import incoming_event
 
 
 def parse(xml: str) -> domish.Element:
@@ -250,7 +248,7 @@ class SerializationTests(unittest.TestCase):
 class UntrustedJidTests(unittest.TestCase):
     def test_final_dot_of_the_domain_is_dropped(self) -> None:
         """RFC 7622 3.2: "a@example.com." is "a@example.com" (the one normalisation, for comparison and routing)."""
-        from bridge.jid import parse
+        from bridge.protocol.jid import parse
 
         self.assertEqual(parse("A@Example.COM.").full(), "a@example.com")  # type: ignore[union-attr]
         self.assertEqual(parse("a@b./r").full(), "a@b/r")  # type: ignore[union-attr]

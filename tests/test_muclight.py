@@ -10,23 +10,9 @@ from twisted.words.xish import domish
 from bridge.api.errors import BadRequest
 from bridge.api.rooms import RoomsApi, message_parts, room_config
 from bridge.config import ConfigError, check_startup, parse_config
-from bridge.convert import child, room_message_to_json
 from bridge.muclight.archive import parse_query
 from bridge.muclight.presence import AvailableResources
-from bridge.muclight.protocol import (
-    NS_AFFILIATIONS,
-    NS_CREATE,
-    NS_DISCO_INFO,
-    NS_DISCO_ITEMS,
-    NS_MAM,
-    NS_MAM_1,
-    NS_MUCLIGHT,
-    NS_RSM,
-    NS_STANZAS,
-    bare_jid,
-    parse_element,
-    user_items,
-)
+from bridge.muclight.protocol import parse_element, user_items
 from bridge.muclight.rooms import (
     Refused,
     RoomSettings,
@@ -36,7 +22,22 @@ from bridge.muclight.rooms import (
     notices_for,
 )
 from bridge.muclight.service import MucLightService
+from bridge.protocol.convert import room_message_to_json
+from bridge.protocol.muclight import bare_jid
+from bridge.protocol.namespaces import (
+    NS_AFFILIATIONS,
+    NS_CREATE,
+    NS_DISCO_INFO,
+    NS_DISCO_ITEMS,
+    NS_MAM,
+    NS_MAM_1,
+    NS_MUCLIGHT,
+    NS_RSM,
+    NS_STANZAS,
+)
+from bridge.protocol.xml import child
 from bridge.store import ArchivedItem, NewArchiveItem, Room, RoomExists, Store
+from bridge.xmpp.archive import ArchiveClient
 from bridge.xmpp.errors import RoomBadRequest
 from bridge.xmpp.muclight_client import MucLightClient
 
@@ -90,7 +91,7 @@ class RoomRuleTests(unittest.TestCase):
         self.assertNotIn("version", [e.name for e in notices["m@x"].elements()])
 
     def test_bare_jid_uses_the_one_parser(self) -> None:
-        """Occupant JIDs from stanzas are parsed by bridge.jid: empty labels and over-long parts are not JIDs."""
+        """Occupant JIDs in stanzas go through the one JID parser: empty labels, over-long parts are not JIDs."""
         self.assertEqual(bare_jid(" A@X. "), "a@x")
         for bad in ("a@b..c", "a@.x", "x" * 1100 + "@x", "a@" + "d" * 1100, "@x", "a@x/r"):
             self.assertIsNone(bare_jid(bad), bad[:20])
@@ -223,7 +224,7 @@ class MucLightClientParsingTests(unittest.TestCase):
     """What the service answers is untrusted text too: hostile JIDs are skipped or refused, never raised."""
 
     def client(self, answer: str) -> MucLightClient:
-        client = MucLightClient()
+        client = MucLightClient(ArchiveClient())
         client.parent = _FakeSession(parse_element(answer))  # type: ignore[assignment]
         return client
 
@@ -247,8 +248,8 @@ class MucLightClientParsingTests(unittest.TestCase):
 class ComponentSerializationTests(unittest.TestCase):
     def test_component_stream_and_room_archive_keep_whitespace(self) -> None:
         """The component writes with to_xml, and a stored room message (to_xml, parse_element) keeps CR and TAB."""
-        from bridge.convert import StanzaStream, to_xml
         from bridge.muclight.component import _Factory
+        from bridge.protocol.xml import StanzaStream, to_xml
 
         self.assertIs(_Factory.protocol, StanzaStream)
         message = domish.Element((None, "message"))

@@ -22,7 +22,6 @@ from bridge.xmpp.roster import (
     parse_item,
     roster_remove,
     roster_set,
-    watch,
 )
 from bridge.xmpp.session import Session
 
@@ -41,7 +40,7 @@ class Wire:
         authenticator = xmlstream.ConnectAuthenticator("localhost")
         authenticator.jid = JID(OWN + "/rest-1")
         factory = xmlstream.XmlStreamFactory(authenticator)
-        self.session = Session(factory, self.clock, timeout=5)
+        self.session = Session(factory, self.clock, timeout=5, jid=JID(OWN + "/rest-1"))
         self.xs = factory.buildProtocol(None)
         self.transport = StringTransport()
         self.xs.makeConnection(self.transport)
@@ -140,8 +139,7 @@ class ParseTests(unittest.TestCase):
 class RosterClientTests(unittest.TestCase):
     def setUp(self) -> None:
         self.wire = Wire()
-        watch(self.wire.session)
-        self.roster = self.wire.session.handler(RosterClient)
+        self.roster = self.wire.session.attach(RosterClient())
         self.wire.sent()
 
     def start(self, coroutine: Any) -> defer.Deferred[Any]:
@@ -314,7 +312,7 @@ class LateHandlerTests(unittest.TestCase):
         """A handler attached after the session went available never re-announces it."""
         wire = Wire()
         wire.session.available = True
-        roster = wire.session.handler(RosterClient)
+        roster = wire.session.attach(RosterClient())
         self.assertFalse(roster.watching)
         done = defer.Deferred.fromCoroutine(roster.contacts())
         (get,) = wire.sent()

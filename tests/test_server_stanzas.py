@@ -11,7 +11,7 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel.generic import parseXml
 
-from bridge.convert import message_to_json
+from bridge.protocol.convert import message_to_json
 from bridge.xmpp.archive import MAX_END, ArchiveClient, build_query, format_end, parse_result, server_end
 
 # Prosody: no 'from', <delay> before the message, whole-second stamp, UUID archive ids.

@@ -19,14 +19,18 @@ from bridge.api.errors import BadRequest
 from bridge.api.sse import CLOSE_GRACE, EventStream, format_event, parse_event_id
 from bridge.api.tokens import MAX_TOKENS_PER_USER, StreamTokens
 from bridge.config import ConfigError, SseConfig, parse_config
+from bridge.events import Event, EventHub, ReplayLimits, UserEvents
 from bridge.http.site import BridgeSite
+from bridge.protocol.convert import incoming_event
 from bridge.xmpp.errors import ServerUnavailable
-from bridge.xmpp.events import Event, EventHub, SessionEvents, UserEvents, incoming_event
+from bridge.xmpp.events import SessionEvents
 from bridge.xmpp.pool import SessionPool
 
 OWN = "alice@localhost"
 ROOMS = "muclight.localhost"
 NOW = 1_700_000_000_000
+# The [sse] defaults of the replay window.
+REPLAY = ReplayLimits(events=100, seconds=300.0, size=1_048_576)
 
 
 def message(sender: str | None, to: str = OWN, kind: str | None = "chat", body: str | None = "hi") -> domish.Element:
@@ -173,14 +177,15 @@ class TimestampUnitTests(unittest.TestCase):
     """``[sse] timestamp_unit``: event timestamps in ms (default) or, as MongooseIM, in us."""
 
     def received(self, unit: str | None, stanza: domish.Element) -> dict[str, Any]:
-        handler = SessionEvents()
-        handler.parent = FakeSession(f"{OWN}/rest-1")
         seen: list[tuple[str, dict[str, Any]]] = []
-        handler.receiver = lambda name, data: seen.append((name, data))
-        handler.now = lambda: 1_700_000_000.123456
-        handler.room_service = ROOMS
-        if unit is not None:
-            handler.timestamp_unit = unit
+        clock = Clock()
+        clock.advance(1_700_000_000.123456)
+        receiver = lambda name, data: seen.append((name, data))  # noqa: E731
+        if unit is None:
+            handler = SessionEvents(receiver, ROOMS, clock)
+        else:
+            handler = SessionEvents(receiver, ROOMS, clock, timestamp_unit=unit)
+        handler.parent = FakeSession(f"{OWN}/rest-1")  # type: ignore[assignment]
         handler._received(stanza)
         self.assertEqual(len(seen), 1)
         return seen[0][1]
@@ -200,11 +205,11 @@ class TimestampUnitTests(unittest.TestCase):
 
     def test_the_hub_passes_the_unit_to_sessions(self) -> None:
         """EventHub configures each session's events with the configured unit."""
-        hub = EventHub(Clock(), SessionPool.__new__(SessionPool), SseConfig(timestamp_unit="us"), ROOMS)
+        hub = EventHub(Clock(), SessionPool.__new__(SessionPool), ROOMS, REPLAY, timestamp_unit="us")
         session = FakeSession(f"{OWN}/rest-1")
-        handler = SessionEvents()
-        session.handler = lambda cls: handler  # type: ignore[attr-defined]
         hub._events_of(session)  # type: ignore[arg-type]
+        handler = session.find(SessionEvents)
+        assert handler is not None
         self.assertEqual(handler.timestamp_unit, "us")
 
 
@@ -212,7 +217,7 @@ class ReplayBufferTests(unittest.TestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(1_000)
-        self.events = UserEvents(self.clock, SseConfig(replay_events=3, replay_seconds=60, replay_bytes=10_000))
+        self.events = UserEvents(self.clock, ReplayLimits(events=3, seconds=60, size=10_000))
         self.events.begin(object())  # type: ignore[arg-type]
 
     def add(self, n: int) -> list[int]:
@@ -251,7 +256,7 @@ class ReplayBufferTests(unittest.TestCase):
         first, _ = self.add(2)
         self.clock.advance(61)
         self.assertIsNone(self.events.since(first))
-        big = UserEvents(self.clock, SseConfig(replay_events=100, replay_bytes=500))
+        big = UserEvents(self.clock, ReplayLimits(events=100, seconds=300, size=500))
         big.begin(object())  # type: ignore[arg-type]
         start = big.last_id
         for _ in range(5):
@@ -267,7 +272,7 @@ class ReplayBufferTests(unittest.TestCase):
 
     def test_no_replay_when_disabled(self) -> None:
         """replay_events = 0 keeps nothing: any earlier id gets a reset."""
-        none = UserEvents(self.clock, SseConfig(replay_events=0))
+        none = UserEvents(self.clock, ReplayLimits(events=0, seconds=300, size=1_048_576))
         none.begin(object())  # type: ignore[arg-type]
         start = none.last_id
         none.add("message", {})
@@ -427,6 +432,14 @@ class FakeSession:
         self.holds = 0
         self.last_used = 0.0
         self.ended: defer.Deferred[None] = defer.Deferred()
+        self.handlers: list[Any] = []
+
+    def attach(self, handler: Any) -> Any:
+        self.handlers.append(handler)
+        return handler
+
+    def find(self, cls: type) -> Any:
+        return next((each for each in self.handlers if type(each) is cls), None)
 
     def end(self) -> None:
         self.alive = False

@@ -29,7 +29,7 @@ from bridge.api.auth import Authenticator
 from bridge.api.errors import BadRequest, NotFound
 from bridge.api.input import json_object, parse_jid
 from bridge.api.rendering import Response, json_errors, json_route
-from bridge.convert import is_xml_text
+from bridge.protocol.xml import is_xml_text
 from bridge.xmpp.roster import Contact, RosterClient
 from bridge.xmpp.session import Session
 
@@ -108,7 +108,7 @@ class ContactsApi:
 
     @staticmethod
     def _roster(session: Session) -> RosterClient:
-        return session.handler(RosterClient)
+        return session.get(RosterClient)
 
     @app.route("/", methods=["GET"], strict_slashes=False)
     @json_route

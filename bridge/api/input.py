@@ -13,9 +13,9 @@ from twisted.web.server import Request
 from twisted.words.protocols.jabber.jid import JID
 
 from bridge.api.errors import BadRequest
-from bridge.convert import is_xml_text
 from bridge.http.checks import require_json_body
-from bridge.jid import parse
+from bridge.protocol.jid import parse
+from bridge.protocol.xml import is_xml_text
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50

@@ -11,7 +11,8 @@ from bridge.api.auth import Authenticator
 from bridge.api.errors import BadRequest
 from bridge.api.input import archive_window, json_object, optional_text, parse_jid, text
 from bridge.api.rendering import json_errors, json_route
-from bridge.convert import build_message, is_xml_text, message_to_json
+from bridge.protocol.convert import build_message, message_to_json
+from bridge.protocol.xml import is_xml_text
 from bridge.xmpp.archive import ArchiveClient
 from bridge.xmpp.messages import send_acknowledged
 
@@ -76,5 +77,5 @@ class MessagesApi:
             # Nothing is older than the epoch; and Prosody 0.12's MAM fails on a pre-1970
             # 'end' without answering, which would cost the client a 504 (found by fuzzing).
             return []
-        found = await session.handler(ArchiveClient).query(contact, end, limit)
+        found = await session.get(ArchiveClient).query(contact, end, limit)
         return [message_to_json(item.message, item.timestamp, item.archive_id) for item in found]

@@ -18,8 +18,10 @@ from bridge.api.auth import Authenticator
 from bridge.api.errors import BadRequest
 from bridge.api.input import archive_window, json_object
 from bridge.api.rendering import Response, json_errors, json_route
-from bridge.convert import CHAT_MARKERS, build_message, is_xml_text, room_message_to_json
-from bridge.jid import parse
+from bridge.protocol.convert import CHAT_MARKERS, build_message, room_message_to_json
+from bridge.protocol.jid import parse
+from bridge.protocol.muclight import room_info_json, room_summary_json
+from bridge.protocol.xml import is_xml_text
 from bridge.xmpp.muclight_client import MucLightClient
 from bridge.xmpp.session import Session
 
@@ -78,7 +80,7 @@ class RoomsApi:
     def room(self, value: str) -> JID:
         """The room JID for an ``{id}`` path segment: a room id, or a JID on the service.
 
-        Both go through ``bridge.jid.parse``: a bare id as the localpart of a JID on the
+        Both go through ``bridge.protocol.jid.parse``: a bare id as the localpart of a JID on the
         service, anything with an ``@`` or ``/`` as a JID of its own.
         """
         if not value or len(value) > MAX_ROOM_ID or not is_xml_text(value):
@@ -97,13 +99,13 @@ class RoomsApi:
 
     async def _client(self, request: Request) -> MucLightClient:
         session: Session = await self._auth.session(request)
-        return session.handler(MucLightClient)
+        return session.get(MucLightClient)
 
     @app.route("/", methods=["GET"], strict_slashes=False)
     @json_route
     async def list_rooms(self, request: Request) -> list[dict[str, str]]:
         client = await self._client(request)
-        return await client.rooms(self._service)
+        return [room_summary_json(room) for room in await client.rooms(self._service)]
 
     @app.route("/", methods=["POST"], strict_slashes=False)
     @json_route
@@ -132,12 +134,7 @@ class RoomsApi:
     @json_route
     async def details(self, request: Request, room_id: str) -> dict[str, Any]:
         client = await self._client(request)
-        info = await client.info(self.room(room_id))
-        return {
-            "name": info.name,
-            "subject": info.subject,
-            "participants": [{"user": user, "role": role} for user, role in info.participants],
-        }
+        return room_info_json(await client.info(self.room(room_id)))
 
     @app.route("/<string:room_id>/config", methods=["PUT"])
     @json_route

@@ -33,9 +33,9 @@ from bridge.api.input import query_args
 from bridge.api.rendering import Response, json_errors, json_route
 from bridge.api.tokens import StreamTokens
 from bridge.config import SseConfig
+from bridge.events import Event, EventHub
 from bridge.http.limits import EventStreams
 from bridge.http.request import bridge_request
-from bridge.xmpp.events import Event, EventHub
 from bridge.xmpp.session import Session
 
 log = Logger()
@@ -239,7 +239,6 @@ class SseApi:
             # Not "Basic": a browser would prompt for a password instead of reporting the error.
             challenge = f'Bearer realm="{self._realm}", error="invalid_token"'
             raise ApiError(401, "Invalid or expired token", {"WWW-Authenticate": challenge})
-        assert session.jid is not None
         bridge_request(request).user_jid = session.jid.userhost()
         return session
 
@@ -262,7 +261,6 @@ class SseApi:
             request.setHeader(b"Content-Type", b"text/event-stream")
             request.setHeader(b"Cache-Control", b"no-cache")
             return b""
-        assert session.jid is not None
         user = session.jid.userhost()
         try:
             self._streams.open(bridge_request(request), user)

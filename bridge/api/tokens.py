@@ -66,7 +66,6 @@ class StreamTokens(Service):
         """A new token for ``session``'s user, holding the session for its lifetime."""
         if not self.running:
             raise ServerUnavailable("the bridge is shutting down")
-        assert session.jid is not None
         token = secrets.token_urlsafe(32)
         grant = _Grant(
             _digest(token),
@@ -111,7 +110,6 @@ class StreamTokens(Service):
 
     def _session_ended(self, session: Session) -> None:
         self._watched.discard(session)
-        assert session.jid is not None
         for grant in list(self._by_user.get(session.jid.userhost(), [])):
             if grant.session is session:
                 self._retire(grant)

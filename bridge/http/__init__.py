@@ -5,7 +5,7 @@ limits (``channel``), CORS (``cors``), checks before routing (``checks``), rate 
 caps (``limits``), request metrics (``metrics``), the site that stacks them (``site``),
 ``/readyz``'s checks (``readiness``), and the one renderer of JSON answers (``errors``).
 
-The layering is one-way: this package imports from ``bridge.xmpp``, ``bridge.jid``,
+The layering is one-way: this package imports from ``bridge.xmpp``, ``bridge.protocol``,
 ``bridge.config``, ``bridge.throttle`` and ``bridge.metrics``, never from ``bridge.api``;
 the REST resource groups in ``bridge.api`` build on it, and ``bridge.tap`` wires the two.
 """

@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 from twisted.words.protocols.jabber.jid import JID
 
-from bridge.jid import parse
+from bridge.protocol.jid import parse
 
 if TYPE_CHECKING:
     from bridge.xmpp.session import Session

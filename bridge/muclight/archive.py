@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from twisted.words.xish import domish
 
-from bridge.convert import child, format_timestamp, parse_timestamp
-from bridge.muclight.protocol import NS_DATA, NS_DELAY, NS_FORWARD, NS_RSM, bare_jid, parse_element
+from bridge.muclight.protocol import parse_element
 from bridge.muclight.rooms import Refused
+from bridge.protocol.convert import format_timestamp, parse_timestamp
+from bridge.protocol.muclight import bare_jid
+from bridge.protocol.namespaces import NS_DATA, NS_DELAY, NS_FORWARD, NS_RSM
+from bridge.protocol.xml import child
 from bridge.store import ArchivedItem, ArchivePage, ArchiveQuery
 from bridge.store.sql import is_archive_id
 

@@ -20,7 +20,7 @@ from twisted.words.protocols.jabber import component, xmlstream
 from twisted.words.xish import domish
 from wokkel.subprotocols import StreamManager
 
-from bridge.convert import StanzaStream
+from bridge.protocol.xml import StanzaStream
 
 log = Logger()
 
@@ -37,7 +37,7 @@ _HINTS = {
 class _Factory(xmlstream.XmlStreamFactory):
     """Reconnecting stream factory: backoff capped at ``MAX_DELAY``, quiet, clock injected."""
 
-    protocol = StanzaStream  # whitespace-preserving serialisation (bridge.convert.to_xml)
+    protocol = StanzaStream  # whitespace-preserving serialisation (bridge.protocol.xml.to_xml)
     noisy = False
     maxDelay = MAX_DELAY
     initialDelay = 0.5  # type: ignore[assignment]

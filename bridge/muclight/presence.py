@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from twisted.words.xish import domish
 
-from bridge.jid import parse
+from bridge.protocol.jid import parse
 
 
 class AvailableResources:

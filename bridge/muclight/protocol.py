@@ -1,6 +1,7 @@
-"""MongooseIM's MUC Light protocol (``urn:xmpp:muclight:0``): namespaces and the stanza
-pieces both sides share (the component in this package and the REST client in
-``bridge.xmpp.muclight_client``).
+"""MongooseIM's MUC Light protocol (``urn:xmpp:muclight:0``) as the component in this
+package speaks it: item lists, versions, stored elements. Its namespaces, ``bare_jid`` and
+``NOT_OCCUPANT`` are the protocol layer's (``bridge.protocol``), which the REST client side
+(``bridge.xmpp.muclight_client``) imports without this package.
 
 Configuration travels as plain child elements (``<roomname>``, ``<subject>``) rather than a
 data form; occupants as ``<user affiliation='owner|member|none'>bare JID</user>``.
@@ -10,48 +11,65 @@ from __future__ import annotations
 
 from twisted.words.xish import domish
 
-from bridge.convert import is_xml_text
-from bridge.jid import parse
+from bridge.protocol.muclight import NOT_OCCUPANT, bare_jid
+from bridge.protocol.namespaces import (
+    NS_AFFILIATIONS,
+    NS_BLOCKING,
+    NS_BRIDGE_ERRORS,
+    NS_CONFIGURATION,
+    NS_CREATE,
+    NS_DATA,
+    NS_DELAY,
+    NS_DESTROY,
+    NS_DISCO_INFO,
+    NS_DISCO_ITEMS,
+    NS_FORWARD,
+    NS_INFO,
+    NS_MAM,
+    NS_MAM_1,
+    NS_MUCLIGHT,
+    NS_PING,
+    NS_PRIVILEGE,
+    NS_RSM,
+    NS_SID,
+    NS_STANZAS,
+)
 
-NS_MUCLIGHT = "urn:xmpp:muclight:0"
-NS_CREATE = NS_MUCLIGHT + "#create"
-NS_INFO = NS_MUCLIGHT + "#info"
-NS_CONFIGURATION = NS_MUCLIGHT + "#configuration"
-NS_AFFILIATIONS = NS_MUCLIGHT + "#affiliations"
-NS_DESTROY = NS_MUCLIGHT + "#destroy"
-NS_BLOCKING = NS_MUCLIGHT + "#blocking"
-# The bridge's own application-specific error condition (RFC 6120 8.3.4): the room exists
-# but the sender does not occupy it. The protocol answers item-not-found either way; the
-# condition lets the REST API tell 403 from 404 without a second request.
-NS_BRIDGE_ERRORS = "urn:xmpp-rest-bridge:muclight:0"
-NOT_OCCUPANT = "not-occupant"
-
-NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
-NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
-NS_PING = "urn:xmpp:ping"
-NS_MAM = "urn:xmpp:mam:2"
-NS_MAM_1 = "urn:xmpp:mam:1"
-NS_FORWARD = "urn:xmpp:forward:0"
-NS_DELAY = "urn:xmpp:delay"
-NS_RSM = "http://jabber.org/protocol/rsm"
-NS_DATA = "jabber:x:data"
-NS_SID = "urn:xmpp:sid:0"
-NS_PRIVILEGE = "urn:xmpp:privilege:2"
-NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+# Namespaces and shared pieces come from the protocol layer; re-exported for the component.
+__all__ = [
+    "AFFILIATIONS",
+    "CONFIG_FIELDS",
+    "NOT_OCCUPANT",
+    "NS_AFFILIATIONS",
+    "NS_BLOCKING",
+    "NS_BRIDGE_ERRORS",
+    "NS_CONFIGURATION",
+    "NS_CREATE",
+    "NS_DATA",
+    "NS_DELAY",
+    "NS_DESTROY",
+    "NS_DISCO_INFO",
+    "NS_DISCO_ITEMS",
+    "NS_FORWARD",
+    "NS_INFO",
+    "NS_MAM",
+    "NS_MAM_1",
+    "NS_MUCLIGHT",
+    "NS_PING",
+    "NS_PRIVILEGE",
+    "NS_RSM",
+    "NS_SID",
+    "NS_STANZAS",
+    "add_users",
+    "bare_jid",
+    "parse_element",
+    "user_items",
+    "version_of",
+]
 
 # The configuration fields this service knows, and their defaults (MongooseIM's schema).
 CONFIG_FIELDS = {"roomname": "Untitled", "subject": ""}
 AFFILIATIONS = ("owner", "member", "none")
-
-
-def bare_jid(text: str | None) -> str | None:
-    """``text`` as a normalised bare JID with a user part, or None if it is not one."""
-    if not text or not is_xml_text(text):
-        return None
-    jid = parse(text.strip())
-    if jid is None or not jid.user or jid.resource:
-        return None
-    return jid.userhost()
 
 
 def user_items(container: domish.Element, ns: str) -> list[tuple[str, str]] | None:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from twisted.words.xish import domish
 
-from bridge.muclight.protocol import NS_AFFILIATIONS, add_users
+from bridge.muclight.protocol import add_users
+from bridge.protocol.namespaces import NS_AFFILIATIONS
 from bridge.store import MEMBER, OWNER, Room
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from twisted.words.xish import domish
 
-from bridge.convert import child
-from bridge.muclight.protocol import NS_RSM
 from bridge.muclight.rooms import Refused
+from bridge.protocol.namespaces import NS_RSM
+from bridge.protocol.xml import child
 
 # Most items in one page, whatever the client asks for.
 MAX_PAGE = 500

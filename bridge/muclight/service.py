@@ -26,13 +26,23 @@ from twisted.words.protocols.jabber.xmlstream import toResponse
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
-from bridge.convert import child, to_xml
-from bridge.jid import parse
 from bridge.muclight import archive, rsm
 from bridge.muclight.presence import AvailableResources
-from bridge.muclight.protocol import (
-    CONFIG_FIELDS,
-    NOT_OCCUPANT,
+from bridge.muclight.protocol import CONFIG_FIELDS, add_users, user_items, version_of
+from bridge.muclight.rooms import (
+    Refused,
+    RoomSettings,
+    affiliations_notice,
+    apply_changes,
+    check_member_changes,
+    creation_affiliations,
+    new_room_id,
+    new_version,
+    notices_for,
+)
+from bridge.protocol.jid import parse
+from bridge.protocol.muclight import NOT_OCCUPANT, bare_jid
+from bridge.protocol.namespaces import (
     NS_AFFILIATIONS,
     NS_BLOCKING,
     NS_BRIDGE_ERRORS,
@@ -50,22 +60,8 @@ from bridge.muclight.protocol import (
     NS_PRIVILEGE,
     NS_RSM,
     NS_SID,
-    add_users,
-    bare_jid,
-    user_items,
-    version_of,
 )
-from bridge.muclight.rooms import (
-    Refused,
-    RoomSettings,
-    affiliations_notice,
-    apply_changes,
-    check_member_changes,
-    creation_affiliations,
-    new_room_id,
-    new_version,
-    notices_for,
-)
+from bridge.protocol.xml import child, to_xml
 from bridge.store import OWNER, NewArchiveItem, Room, RoomExists, Store, StoreError, VersionConflict
 
 log = Logger()
@@ -90,7 +86,7 @@ def plain(element: domish.Element) -> domish.Element:
 
 
 def _jid(text: str | None) -> JID | None:
-    """A stanza's ``to`` or ``from``; None when absent or not a JID (``bridge.jid.parse``)."""
+    """A stanza's ``to`` or ``from``; None when absent or not a JID (``bridge.protocol.jid.parse``)."""
     return parse(text)
 
 

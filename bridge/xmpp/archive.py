@@ -28,13 +28,12 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
-from bridge.convert import bare, child, delay_timestamp
+from bridge.protocol.convert import delay_timestamp
+from bridge.protocol.jid import bare
+from bridge.protocol.namespaces import NS_DATA, NS_FORWARD, NS_MAM, NS_RSM
+from bridge.protocol.xml import child
 from bridge.xmpp.errors import FeatureUnavailable
 
-NS_MAM = "urn:xmpp:mam:2"
-NS_FORWARD = "urn:xmpp:forward:0"
-NS_RSM = "http://jabber.org/protocol/rsm"
-NS_DATA = "jabber:x:data"
 RESULT = f"/message/result[@xmlns='{NS_MAM}']"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The last millisecond XEP-0082 times can carry (9999-12-31T23:59:59.999Z).

@@ -20,11 +20,8 @@ from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
+from bridge.protocol.namespaces import NS_CARBONS, NS_DISCO_INFO, NS_MAM
 from bridge.xmpp.errors import XmppError
-
-NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
-NS_MAM = "urn:xmpp:mam:2"
-NS_CARBONS = "urn:xmpp:carbons:2"
 
 # What each feature is, and what the bridge cannot do without it.
 CONSEQUENCES = {

@@ -2,27 +2,18 @@
 
 A session that serves event streams is available (RFC 6121 presence), so the server
 delivers messages sent to the user's bare JID to it, and it enables carbons, so that copies
-of what the user's other devices send and receive reach it too. ``SessionEvents`` turns
-those stanzas into API events; carbon copies are unwrapped, marked, and accepted only from
-the user's own bare JID (XEP-0280 section 11: anything else is a forgery).
-
-``EventHub`` gives each event an increasing id, keeps a small bounded replay buffer per
-user (so that a stream reconnecting with ``Last-Event-ID`` gets what it missed, or learns
-that it cannot), and hands every event to each open stream of the user. How events are
-written to HTTP is ``bridge.api.sse``'s business; a stream only has to be a ``Subscriber``.
+of what the user's other devices send and receive reach it too. ``SessionEvents`` is the
+XMPP side of that: it enables carbons, goes available and turns each received stanza into
+an API event with the protocol layer (``bridge.protocol.convert.incoming_event``: carbon
+copies are unwrapped, marked, and accepted only from the user's own bare JID). What happens
+to the events (ids, replay, streams) is the event hub's business (``bridge.events``).
 """
 
 from __future__ import annotations
 
-import json
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.words.protocols.jabber.error import StanzaError
@@ -30,205 +21,53 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
-from bridge.config import SseConfig
-from bridge.convert import (
-    NS_CLIENT,
-    NS_MUCLIGHT_AFFILIATIONS,
-    bare,
-    chat_marker_of,
-    child,
-    delay_timestamp,
-    message_to_json,
-    room_message_to_json,
-)
-from bridge.jid import parse
-from bridge.xmpp.errors import ServerUnavailable
-from bridge.xmpp.pool import SessionPool
+from bridge.protocol.convert import in_microseconds, incoming_event
+from bridge.protocol.namespaces import NS_CARBONS
 from bridge.xmpp.presence import go_available
 from bridge.xmpp.session import Session
 
-NS_CARBONS = "urn:xmpp:carbons:2"
-NS_FORWARD = "urn:xmpp:forward:0"
-NS_MAM = "urn:xmpp:mam:2"
-
-MESSAGE = "message"
-ROOM_MESSAGE = "room.message"
-RESET = "reset"
-
-# Why a stream was ended by the bridge (the data of its final ``close`` event).
-SHUTDOWN = "shutdown"
-SESSION_ENDED = "session_ended"
-
 log = Logger()
 
-
-@dataclass(frozen=True)
-class Event:
-    """One event as every stream of the user sees it; ``data`` is its JSON text.
-
-    An event without a name is only a position: it tells the client the id to resume from.
-    """
-
-    id: int
-    name: str
-    data: str
-    created: float
-
-    @cached_property
-    def size(self) -> int:
-        """Roughly the bytes it takes on the wire, for the replay buffer's byte limit."""
-        return len(self.data.encode("utf-8")) + len(self.name) + 32
-
-
-def _json(value: dict[str, Any]) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-# ---------------------------------------------------------------------------------------
-# Stanzas to events
-# ---------------------------------------------------------------------------------------
-
-
-def _has_content(message: domish.Element) -> bool:
-    """Whether the API has something to say about ``message``: a body or a chat marker.
-
-    Chat states alone, receipts, server notices such as XEP-0356's ``<privilege/>`` and the
-    like are not events of this API.
-    """
-    body = child(message, "body", NS_CLIENT)
-    return (body is not None and bool(str(body))) or chat_marker_of(message) is not None
-
-
-def chat_message_json(message: domish.Element, now: int) -> dict[str, Any] | None:
-    """The ``message`` event of a one-to-one (chat or normal) message, or None."""
-    if message.getAttribute("type", "normal") not in ("normal", "chat"):
-        return None
-    if child(message, "result", NS_MAM) is not None or not _has_content(message):
-        return None
-    return message_to_json(message, delay_timestamp(message) or now)
-
-
-def room_message_json(message: domish.Element, room_service: str, now: int) -> dict[str, Any] | None:
-    """The ``room.message`` event of a groupchat stanza from a MUC Light room, or None.
-
-    The JSON is the room archive's (``room_message_to_json``) plus ``room``: the bare room
-    id, as MongooseIM's SSE had it (``from`` still carries the JID). Only rooms of the
-    configured service count: a room broadcast comes from ``room@service/occupant``, an
-    affiliation notice (``urn:xmpp:muclight:0#affiliations``) from the room's bare JID.
-    """
-    sender = parse(message.getAttribute("from"))
-    if sender is None or not sender.user or sender.host != room_service:
-        return None
-    notice = child(message, "x", NS_MUCLIGHT_AFFILIATIONS)
-    if notice is not None and sender.resource is None:
-        user = child(notice, "user", NS_MUCLIGHT_AFFILIATIONS)
-        if user is None or bare(str(user)) is None:
-            return None
-    elif sender.resource is None or not _has_content(message):
-        return None
-    result = room_message_to_json(message, delay_timestamp(message) or now)
-    result["room"] = sender.user
-    return result
-
-
-def _carbon(message: domish.Element) -> tuple[str, domish.Element] | None:
-    for direction in ("received", "sent"):
-        found = child(message, direction, NS_CARBONS)
-        if found is not None:
-            return direction, found
-    return None
-
-
-def unwrap_carbon(message: domish.Element, own: str) -> tuple[str, domish.Element, int | None] | None:
-    """(direction, forwarded message, its delay stamp) of a genuine carbon copy, else None.
-
-    Only the user's own account may send carbons (its bare JID, no resource); the copy of
-    a received message must be addressed to the user and that of a sent one come from them.
-    """
-    found = _carbon(message)
-    if found is None:
-        return None
-    direction, carbon = found
-    sender = parse(message.getAttribute("from"))
-    if sender is None or sender.resource is not None or sender.userhost() != own:
-        return None
-    forwarded = child(carbon, "forwarded", NS_FORWARD)
-    inner = child(forwarded, "message", NS_CLIENT) if forwarded is not None else None
-    if inner is None:
-        return None
-    party = inner.getAttribute("to") if direction == "received" else inner.getAttribute("from")
-    if bare(party) != own:
-        return None
-    return direction, inner, delay_timestamp(forwarded) if forwarded is not None else None
-
-
-def incoming_event(message: domish.Element, own: str, room_service: str, now: int) -> tuple[str, dict[str, Any]] | None:
-    """The (event name, JSON) a message received by ``own``'s session stands for, or None."""
-    if message.getAttribute("type") == "error":
-        return None
-    if _carbon(message) is not None:
-        unwrapped = unwrap_carbon(message, own)
-        if unwrapped is None:
-            log.warn("Dropped a forged or malformed carbon copy for {jid}", jid=own)
-            return None
-        direction, inner, stamp = unwrapped
-        data = chat_message_json(inner, stamp or now)
-        if data is None:
-            return None
-        data["carbon"] = direction
-        return MESSAGE, data
-    if message.getAttribute("type") == "groupchat":
-        room = room_message_json(message, room_service, now)
-        return (ROOM_MESSAGE, room) if room is not None else None
-    data = chat_message_json(message, now)
-    return (MESSAGE, data) if data is not None else None
-
-
-def in_microseconds(data: dict[str, Any], now_ms: int, now_us: int) -> None:
-    """Restate an event's ``timestamp`` (Unix ms) in microseconds, as MongooseIM's SSE did.
-
-    A stamp that is the arrival time (``now_ms``) gets the clock's own microseconds; one
-    from a ``<delay/>`` only has milliseconds, so it is scaled.
-    """
-    stamp = data.get("timestamp")
-    if isinstance(stamp, int) and not isinstance(stamp, bool):
-        data["timestamp"] = now_us if stamp == now_ms else stamp * 1000
+Receiver = Callable[[str, dict[str, Any]], None]
 
 
 class SessionEvents(XMPPHandler):
-    """Watches one session's incoming messages and passes their events to ``receiver``."""
+    """Watches one session's incoming messages and passes their events to ``receiver``.
 
-    def __init__(self) -> None:
+    ``room_service`` is the MUC Light service whose groupchat counts; ``timestamp_unit`` is
+    "ms" (the API's unit) or "us" (MongooseIM's SSE), from ``[sse] timestamp_unit``.
+    """
+
+    parent: Session
+
+    def __init__(self, receiver: Receiver, room_service: str, clock: IReactorTime, timestamp_unit: str = "ms") -> None:
         super().__init__()
-        self.receiver: Callable[[str, dict[str, Any]], None] | None = None
-        self.room_service = ""
-        self.now: Callable[[], float] | None = None
-        # "ms" (the API's unit) or "us" (MongooseIM's SSE): ``[sse] timestamp_unit``.
-        self.timestamp_unit = "ms"
+        self._receiver = receiver
+        self._room_service = room_service
+        self._clock = clock
+        self.timestamp_unit = timestamp_unit
         self.carbons_tried = False
 
     def connectionInitialized(self) -> None:
         self.xmlstream.addObserver("/message", self._received)
 
     def _received(self, message: domish.Element) -> None:
-        if self.receiver is None or self.now is None or self.parent.jid is None:
-            return
         try:
-            now = self.now()
+            now = self._clock.seconds()
             now_ms = int(now * 1000)
-            found = incoming_event(message, self.parent.jid.userhost(), self.room_service, now_ms)
+            found = incoming_event(message, self.parent.jid.userhost(), self._room_service, now_ms)
             if found is not None:
                 name, data = found
                 if self.timestamp_unit == "us":
                     in_microseconds(data, now_ms, int(now * 1_000_000))
-                self.receiver(name, data)
+                self._receiver(name, data)
         except Exception:
             # A stanza anyone can send must not break the session's stream.
             log.failure("Could not turn a received message into an event")
 
     async def start(self, priority: int, services: list[JID]) -> None:
         """Enable carbons (once) and go available, telling ``services`` the full JID."""
-        session: Session = self.parent
+        session = self.parent
         if not self.carbons_tried:
             try:
                 await session.iq("set", domish.Element((NS_CARBONS, "enable")))
@@ -236,199 +75,3 @@ class SessionEvents(XMPPHandler):
                 log.warn("The XMPP server refused carbons (XEP-0280): {condition}", condition=e.condition)
             self.carbons_tried = True
         go_available(session, priority, services)
-
-
-# ---------------------------------------------------------------------------------------
-# Fan-out
-# ---------------------------------------------------------------------------------------
-
-
-class Subscriber(Protocol):
-    """An open event stream, as the hub sees it."""
-
-    def start(self) -> None:
-        """Send the response headers: from now on the stream receives events."""
-
-    def deliver(self, event: Event) -> None:
-        """Send ``event`` (or queue it, within the stream's limit)."""
-
-    def end(self, reason: str) -> defer.Deferred[None]:
-        """Close the stream with a final event; fires once the connection is closed."""
-
-
-class UserEvents:
-    """One user's event ids, replay buffer and open streams.
-
-    Everything after ``horizon`` is still in the buffer; a stream that last saw an id at or
-    after it can be resumed exactly. A new session begins a new horizon: messages that
-    arrived while the user had no session went elsewhere, so nothing before can be resumed.
-    """
-
-    def __init__(self, clock: IReactorTime, config: SseConfig) -> None:
-        self._clock = clock
-        self._config = config
-        self._buffer: deque[Event] = deque()
-        self._bytes = 0
-        self.last_id = 0
-        self.horizon = 0
-        self.session: Session | None = None
-        self.streams: dict[Subscriber, tuple[Session, Callable[[], None]]] = {}
-
-    def _new_id(self) -> int:
-        # Microseconds of the wall clock, so that ids stay increasing across restarts and an
-        # id from an earlier process is recognised as out of the window.
-        self.last_id = max(self.last_id + 1, int(self._clock.seconds() * 1_000_000))
-        return self.last_id
-
-    def begin(self, session: Session) -> None:
-        self.session = session
-        self._buffer.clear()
-        self._bytes = 0
-        self.horizon = self._new_id()
-
-    def add(self, name: str, data: dict[str, Any]) -> None:
-        event = Event(self._new_id(), name, _json(data), self._clock.seconds())
-        self._buffer.append(event)
-        self._bytes += event.size
-        self._trim()
-        for stream in list(self.streams):
-            stream.deliver(event)
-
-    def _trim(self) -> None:
-        config = self._config
-        oldest = self._clock.seconds() - config.replay_seconds
-        while self._buffer and (
-            len(self._buffer) > config.replay_events
-            or self._bytes > config.replay_bytes
-            or self._buffer[0].created < oldest
-        ):
-            dropped = self._buffer.popleft()
-            self._bytes -= dropped.size
-            self.horizon = dropped.id
-
-    def position(self) -> Event:
-        return Event(self.last_id, "", "", self._clock.seconds())
-
-    def since(self, last_seen: int) -> list[Event] | None:
-        """The events after ``last_seen``, or None when some may be missing."""
-        self._trim()
-        if not self.horizon <= last_seen <= self.last_id:
-            return None
-        return [event for event in self._buffer if event.id > last_seen]
-
-    def reset(self, reason: str) -> Event:
-        return Event(self.last_id, RESET, _json({"reason": reason}), self._clock.seconds())
-
-
-class EventHub(Service):
-    """Connects user sessions to their open event streams."""
-
-    def __init__(self, clock: IReactorTime, pool: SessionPool, config: SseConfig, room_service: str) -> None:
-        self._clock = clock
-        self._pool = pool
-        self._config = config
-        self._room_service = room_service
-        self._users: dict[str, UserEvents] = {}
-        self._streams: dict[Subscriber, UserEvents] = {}
-        # Streams being closed by the bridge whose connections have not closed yet.
-        self._closing: set[defer.Deferred[None]] = set()
-
-    def stream_count(self, user: str) -> int:
-        """How many streams ``user`` (a bare JID) has open."""
-        events = self._users.get(user)
-        return 0 if events is None else len(events.streams)
-
-    def _events_of(self, session: Session) -> UserEvents:
-        assert session.jid is not None
-        user = session.jid.userhost()
-        events = self._users.get(user)
-        if events is None:
-            events = self._users[user] = UserEvents(self._clock, self._config)
-        if events.session is not session:
-            if events.session is not None:
-                events.session.handler(SessionEvents).receiver = None
-            events.begin(session)
-            handler = session.handler(SessionEvents)
-            handler.room_service = self._room_service
-            handler.now = self._clock.seconds
-            handler.timestamp_unit = self._config.timestamp_unit
-            handler.receiver = events.add
-            session.ended.addCallback(lambda _: self._session_ended(user, session))
-        return events
-
-    async def open(self, session: Session, stream: Subscriber, last_seen: int | None) -> None:
-        """Attach ``stream`` to the user's events once its session is ready for them.
-
-        Resumes after ``last_seen`` when the buffer still holds everything since, else sends
-        a ``reset`` event. The stream holds the session open until ``close``.
-        """
-        if not self.running:
-            raise ServerUnavailable("the bridge is shutting down")
-        events = self._events_of(session)
-        await session.handler(SessionEvents).start(self._config.priority, self._services())
-        if not session.alive:
-            raise ServerUnavailable("the XMPP stream has ended")
-        stream.start()
-        events.streams[stream] = (session, self._pool.hold(session))
-        self._streams[stream] = events
-        if last_seen is None:
-            stream.deliver(events.position())
-            return
-        missed = events.since(last_seen)
-        if missed is None:
-            stream.deliver(events.reset("Last-Event-ID is outside the replay window"))
-        elif missed:
-            for event in missed:
-                stream.deliver(event)
-        else:
-            stream.deliver(events.position())
-
-    def _services(self) -> list[JID]:
-        service = parse(self._room_service)
-        return [service] if service is not None else []
-
-    def close(self, stream: Subscriber) -> None:
-        """Detach ``stream`` (gone or ended) and release its hold on the session."""
-        events = self._streams.pop(stream, None)
-        if events is None:
-            return
-        _, release = events.streams.pop(stream)
-        release()
-
-    def _session_ended(self, user: str, session: Session) -> None:
-        events = self._users.get(user)
-        if events is None:
-            return
-        for stream, (held, _) in list(events.streams.items()):
-            if held is session:
-                self._track(self._end(stream, SESSION_ENDED))
-        if events.session is session:
-            events.session = None
-            if not events.streams:
-                del self._users[user]
-
-    def _end(self, stream: Subscriber, reason: str) -> defer.Deferred[None]:
-        """End ``stream``; one stream failing to end must not keep the others open."""
-        try:
-            closing = stream.end(reason)
-        except Exception:
-            log.failure("Could not end an event stream")
-            closing = defer.succeed(None)
-        self.close(stream)
-        return closing
-
-    def _track(self, closing: defer.Deferred[None]) -> None:
-        if closing.called:
-            return
-        self._closing.add(closing)
-        closing.addBoth(lambda _: self._closing.discard(closing))
-
-    def stopService(self) -> defer.Deferred[None]:
-        """End every stream with a final ``close`` event, and wait until each is closed."""
-        super().stopService()
-        ending = list(self._closing)
-        for stream in list(self._streams):
-            ending.append(self._end(stream, SHUTDOWN))
-        self._users.clear()
-        done: defer.Deferred[Any] = defer.DeferredList(ending, consumeErrors=True)
-        return done.addCallback(lambda _: None)

@@ -10,7 +10,6 @@ does not exist, MUC Light for a missing privilege): a disco#info to the service 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 from twisted.internet import defer
 from twisted.words.protocols.jabber.error import StanzaError, exceptionFromStanza
@@ -18,19 +17,20 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
-from bridge.convert import child
-from bridge.jid import parse
-from bridge.muclight.protocol import (
+from bridge.protocol.muclight import (
     NOT_OCCUPANT,
-    NS_AFFILIATIONS,
-    NS_BRIDGE_ERRORS,
-    NS_CONFIGURATION,
-    NS_CREATE,
-    NS_DISCO_INFO,
-    NS_DISCO_ITEMS,
-    NS_INFO,
-    bare_jid,
+    RoomInfo,
+    RoomSummary,
+    affiliation_query,
+    configuration_query,
+    create_query,
+    created_room_id,
+    info_query,
+    parse_configuration,
+    parse_info,
+    room_jids,
 )
+from bridge.protocol.namespaces import NS_BRIDGE_ERRORS, NS_DISCO_INFO, NS_DISCO_ITEMS
 from bridge.xmpp.archive import ArchiveClient, ArchivedMessage
 from bridge.xmpp.errors import (
     NotRoomMember,
@@ -47,37 +47,12 @@ SERVICE_NOT_FOUND = "MUC Light server not found"
 _MISSING_SERVICE = ("forbidden", "remote-server-timeout", "remote-server-not-found", "service-unavailable")
 
 
-@dataclass(frozen=True)
-class RoomInfo:
-    name: str
-    subject: str
-    participants: list[tuple[str, str]]
-
-
-def _config(query: domish.Element | None) -> tuple[str, str]:
-    if query is None:
-        return "", ""
-    name = next((str(e) for e in query.elements() if e.name == "roomname"), "")
-    subject = next((str(e) for e in query.elements() if e.name == "subject"), "")
-    return name, subject
-
-
-def _users(container: domish.Element | None) -> list[tuple[str, str]]:
-    if container is None:
-        return []
-    users = []
-    for element in container.elements():
-        jid = bare_jid(str(element))
-        if element.name == "user" and jid is not None:
-            users.append((jid, element.getAttribute("affiliation", "member")))
-    return users
-
-
 class MucLightClient(XMPPHandler):
-    """Room requests on the session it is attached to (``session.handler(MucLightClient)``)."""
+    """Room requests on the session it is attached to; room archives through ``archive``."""
 
-    def __init__(self) -> None:
+    def __init__(self, archive: ArchiveClient) -> None:
         super().__init__()
+        self._archive = archive
         # Message errors the service sent back, by the id of the message we sent.
         self._bounces: dict[str, StanzaError | None] = {}
 
@@ -123,61 +98,43 @@ class MucLightClient(XMPPHandler):
 
     async def create(self, service: JID, room_id: str | None, name: str, subject: str) -> str:
         """Create a room (with a generated id when ``room_id`` is None); returns its id."""
-        query = domish.Element((NS_CREATE, "query"))
-        configuration = query.addElement("configuration")
-        configuration.addElement("roomname", content=name)
-        configuration.addElement("subject", content=subject)
         to = service if room_id is None else JID(tuple=(room_id, service.host, None))
-        result = await self._iq("set", to, query, service)
+        result = await self._iq("set", to, create_query(name, subject), service)
         if room_id is not None:
             return room_id
-        origin = parse(result.getAttribute("from", service.full()))
-        if origin is None or not origin.user or origin.host != service.host:
+        created = created_room_id(result, service)
+        if created is None:
             raise RoomBadRequest("The MUC Light service did not name the new room")
-        return origin.user
+        return created
 
-    async def rooms(self, service: JID) -> list[dict[str, str]]:
+    async def rooms(self, service: JID) -> list[RoomSummary]:
         """The user's rooms with name and subject (disco#items, then each configuration)."""
         items = await self._iq("get", service, domish.Element((NS_DISCO_ITEMS, "query")), service)
-        rooms = []
-        for item in items.query.elements() if items.query is not None else []:
-            jid = parse(item.getAttribute("jid"))
-            if item.name == "item" and jid is not None and jid.user and jid.host == service.host:
-                rooms.append(jid)
 
-        async def details(room: JID) -> dict[str, str] | None:
+        async def details(room: JID) -> RoomSummary | None:
             try:
                 name, subject = await self.configuration(room)
             except (RoomNotFound, NotRoomMember):
                 return None  # left or destroyed since the listing
-            return {"id": room.user or "", "name": name, "subject": subject}
+            return RoomSummary(room.user or "", name, subject)
 
+        rooms = room_jids(items, service)
         found = await defer.gatherResults([defer.Deferred.fromCoroutine(details(room)) for room in rooms])
         return [each for each in found if each is not None]
 
     async def configuration(self, room: JID) -> tuple[str, str]:
-        query = domish.Element((NS_CONFIGURATION, "query"))
-        result = await self._iq("get", room, query, self._service(room))
-        return _config(result.query)
+        result = await self._iq("get", room, configuration_query(), self._service(room))
+        return parse_configuration(result.query)
 
     async def info(self, room: JID) -> RoomInfo:
-        result = await self._iq("get", room, domish.Element((NS_INFO, "query")), self._service(room))
-        query = result.query
-        configuration = child(query, "configuration") if query is not None else None
-        occupants = child(query, "occupants") if query is not None else None
-        name, subject = _config(configuration)
-        return RoomInfo(name, subject, _users(occupants))
+        result = await self._iq("get", room, info_query(), self._service(room))
+        return parse_info(result)
 
     async def configure(self, room: JID, name: str, subject: str) -> None:
-        query = domish.Element((NS_CONFIGURATION, "query"))
-        query.addElement("roomname", content=name)
-        query.addElement("subject", content=subject)
-        await self._iq("set", room, query, self._service(room))
+        await self._iq("set", room, configuration_query(name, subject), self._service(room))
 
     async def set_affiliation(self, room: JID, user: str, affiliation: str) -> None:
-        query = domish.Element((NS_AFFILIATIONS, "query"))
-        query.addElement("user", content=user)["affiliation"] = affiliation
-        await self._iq("set", room, query, self._service(room))
+        await self._iq("set", room, affiliation_query(user, affiliation), self._service(room))
 
     async def send(self, room: JID, message: domish.Element) -> None:
         """Send a groupchat message and return once the room has taken (and archived) it.
@@ -190,7 +147,7 @@ class MucLightClient(XMPPHandler):
         self._bounces[message_id] = None
         try:
             self.parent.send(message)
-            await self._iq("get", room, domish.Element((NS_CONFIGURATION, "query")), self._service(room))
+            await self._iq("get", room, configuration_query(), self._service(room))
             bounce = self._bounces.get(message_id)
             if bounce is not None:
                 raise await self._refusal(bounce, self._service(room))
@@ -200,6 +157,6 @@ class MucLightClient(XMPPHandler):
     async def archive(self, room: JID, end: int | None, limit: int) -> list[ArchivedMessage]:
         """The room's last ``limit`` archived stanzas at or before ``end`` (ms), oldest first."""
         try:
-            return await self.parent.handler(ArchiveClient).query(None, end, limit, archive=room)
+            return await self._archive.query(None, end, limit, archive=room)
         except StanzaError as e:
             raise await self._refusal(e, self._service(room)) from None

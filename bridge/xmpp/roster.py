@@ -34,7 +34,7 @@ once, on the first contacts request that needs incoming requests (listing, accep
 removing a contact), and stays so until it closes (its contacts see one available and one
 unavailable presence per session, not per request). Sessions that never touch contacts
 stay invisible. A session that is already available (a live event stream) is not
-announced again. The handler is attached when a session opens (``watch``), before any
+announced again. The handler is attached when a session opens (``bridge.tap``), before any
 presence is sent, so it also sees the requests re-sent when another part of the bridge
 makes the session available.
 
@@ -61,11 +61,12 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
-from bridge.convert import bare, child
+from bridge.protocol.jid import bare
+from bridge.protocol.namespaces import NS_ROSTER
+from bridge.protocol.xml import child
 from bridge.xmpp.presence import presence
 from bridge.xmpp.session import Session
 
-NS_ROSTER = "jabber:iq:roster"
 ROSTER_PUSH = f"/iq[@type='set']/query[@xmlns='{NS_ROSTER}']"
 SUBSCRIBE = "/presence[@type='subscribe']"
 UNSUBSCRIBE = "/presence[@type='unsubscribe']"
@@ -207,7 +208,6 @@ class RosterClient(XMPPHandler):
     # Stanzas from the server.
 
     def _own_bare(self) -> str:
-        assert self.parent.jid is not None
         return self.parent.jid.userhost()
 
     def _on_push(self, iq: domish.Element) -> None:
@@ -365,8 +365,3 @@ class RosterClient(XMPPHandler):
             except StanzaError as e:
                 log.info("Could not remove a contact: {condition}", condition=e.condition)
         return removed
-
-
-def watch(session: Session) -> None:
-    """Attach the roster handler to a session that just opened, before any presence is sent."""
-    session.handler(RosterClient).watching = True

@@ -2,7 +2,9 @@
 
 A ``Session`` is the user's hands: every REST call of that user becomes stanzas on it. It
 is a wokkel ``StreamManager`` so protocol handlers (archive, roster, live events, ...)
-attach to it, wokkel style, instead of subclassing it. Every round trip has a timeout and
+attach to it, wokkel style, instead of subclassing it: each is built with what it needs and
+attached once (``attach``), by the code that opens sessions (``bridge.tap``) or, for live
+events, by the event hub; callers look them up by type (``get``). Every round trip has a timeout and
 fails at once when the stream ends, so no HTTP request waits on a dead connection.
 """
 
@@ -26,11 +28,10 @@ from twisted.words.xish import domish
 from wokkel import generic
 from wokkel.subprotocols import StreamManager, XMPPHandler
 
-from bridge.convert import StanzaStream
+from bridge.protocol.namespaces import NS_PING
+from bridge.protocol.xml import StanzaStream
 from bridge.xmpp.errors import AuthenticationFailed, ServerTimeout, ServerUnavailable
 from bridge.xmpp.login import PlaintextRefused, SessionAuthenticator
-
-NS_PING = "urn:xmpp:ping"
 
 log = Logger()
 
@@ -74,12 +75,13 @@ class IqRequest(generic.Request):
 class Session(StreamManager):
     """An authenticated, bound client stream of one user."""
 
-    def __init__(self, factory: xmlstream.XmlStreamFactory, reactor: IReactorTime, timeout: float) -> None:
+    def __init__(self, factory: xmlstream.XmlStreamFactory, reactor: IReactorTime, timeout: float, jid: JID) -> None:
         super().__init__(factory, reactor=reactor)
         self.timeout = timeout
-        self.jid: JID | None = None
+        # The full JID asked for at login; the one the server bound once authenticated.
+        self.jid = jid
         # The user's server, which answers the pings of round_trip (parsed once, not per ping).
-        self.server_jid: JID | None = None
+        self.server_jid = JID(tuple=(None, jid.host, None))
         self.ended: defer.Deferred[None] = defer.Deferred()
         # Kept by the pool: when a request last used the session, and how many streams hold it.
         self.last_used = 0.0
@@ -87,14 +89,27 @@ class Session(StreamManager):
         # Whether initial presence was sent (see bridge.xmpp.presence).
         self.available = False
 
-    def handler(self, cls: type[HandlerT]) -> HandlerT:
-        """This session's handler of type ``cls``, attached on first use."""
+    def attach(self, handler: HandlerT) -> HandlerT:
+        """Attach ``handler``, this session's only one of its type, and return it."""
+        if self.find(type(handler)) is not None:
+            raise ValueError(f"the session already has a {type(handler).__name__}")
+        handler.setHandlerParent(self)
+        return handler
+
+    def find(self, cls: type[HandlerT]) -> HandlerT | None:
+        """This session's handler of type ``cls``, or None when none is attached."""
         for each in self:
             if type(each) is cls:
                 return each
-        handler = cls()
-        handler.setHandlerParent(self)
-        return handler
+        return None
+
+    def get(self, cls: type[HandlerT]) -> HandlerT:
+        """This session's handler of type ``cls``; the handlers of every session are attached
+        when it opens, so a missing one is a wiring error."""
+        found = self.find(cls)
+        if found is None:
+            raise LookupError(f"the session has no {cls.__name__}")
+        return found
 
     @property
     def alive(self) -> bool:
@@ -179,9 +194,9 @@ async def open_session(reactor: Any, settings: ConnectSettings, jid: JID, passwo
     tls = settings.tls_options(jid.host) if settings.tls_mode != "disabled" else None
     authenticator = SessionAuthenticator(full, password, settings.tls_mode, tls)
     factory = xmlstream.XmlStreamFactory(authenticator)
-    factory.protocol = StanzaStream  # whitespace-preserving serialisation (bridge.convert.to_xml)
+    factory.protocol = StanzaStream  # whitespace-preserving serialisation (bridge.protocol.xml.to_xml)
     factory.noisy = False
-    session = Session(factory, reactor, settings.timeout)
+    session = Session(factory, reactor, settings.timeout, full)
     ready: defer.Deferred[None] = defer.Deferred()
     streams: list[xmlstream.XmlStream] = []
 

@@ -13,7 +13,7 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from bridge.api.contacts import as_given
-from bridge.xmpp.roster import NS_ROSTER
+from bridge.protocol.namespaces import NS_ROSTER
 from harness.xmpp_client import PlainClient
 from tests.integration.base import BridgeTestCase
 

@@ -8,8 +8,8 @@ import time
 
 from twisted.words.xish import domish
 
-from bridge.convert import properties_of
 from bridge.muclight.protocol import parse_element
+from bridge.protocol.convert import properties_of
 from bridge.xmpp.archive import build_query, parse_result
 from harness.prosody import ProsodyServer
 from harness.xmpp_client import PlainClient, smack_message

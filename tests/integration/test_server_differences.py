@@ -17,7 +17,8 @@ from twisted.logger import globalLogPublisher
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
-from bridge.xmpp.capabilities import NS_CARBONS, NS_MAM, ServerFeatures, discover
+from bridge.protocol.namespaces import NS_CARBONS, NS_MAM
+from bridge.xmpp.capabilities import ServerFeatures, discover
 from harness.fixture import XmppServer, server_class, start_bridge
 from tests.integration.base import BridgeTestCase
 

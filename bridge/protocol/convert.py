@@ -1,108 +1,44 @@
 """Message stanzas to the REST API's JSON, and JSON to stanzas.
 
 Covers RFC 6121 chat messages with XEP-0201 threads (``parent``), Smack's jivesoftware
-``<properties/>`` (every value type becomes its text), XEP-0333 chat markers and the
-XEP-0203 ``<delay/>`` timestamps that XEP-0313 archives carry. Hostile or malformed input
-from either side is skipped or rejected here, never passed on: a property without a name
-is dropped, text XML cannot carry is refused before it reaches a stream.
+``<properties/>`` (every value type becomes its text), XEP-0333 chat markers, the
+XEP-0203 ``<delay/>`` timestamps that XEP-0313 archives carry, MUC Light room messages and
+affiliation notices, and which received stanzas are live events (XEP-0280 carbon copies
+unwrapped and checked). Hostile or malformed input from either side is skipped or rejected
+here, never passed on: a property without a name is dropped, a forged carbon is no event,
+text XML cannot carry is refused before it reaches a stream (``bridge.protocol.xml``).
 """
 
 from __future__ import annotations
 
-import re
-import types
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from twisted.words.protocols.jabber import xmlstream
+from twisted.logger import Logger
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
-from twisted.words.xish import xmlstream as xish_xmlstream
 
-from bridge.jid import parse
+from bridge.protocol.jid import bare, parse
+from bridge.protocol.namespaces import (
+    NS_AFFILIATIONS,
+    NS_CARBONS,
+    NS_CHAT_MARKERS,
+    NS_CLIENT,
+    NS_DELAY,
+    NS_FORWARD,
+    NS_MAM,
+    NS_PROPERTIES,
+)
+from bridge.protocol.xml import child
 
-NS_CLIENT = "jabber:client"
-NS_PROPERTIES = "http://www.jivesoftware.com/xmlns/xmpp/properties"
-NS_CHAT_MARKERS = "urn:xmpp:chat-markers:0"
-NS_DELAY = "urn:xmpp:delay"
 CHAT_MARKERS = ("received", "displayed", "acknowledged")
 
-# Characters XML 1.0 cannot carry (RFC 6120 forbids them in stanzas).
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# The names of the live events received stanzas become (DESIGN.md, Live events).
+MESSAGE = "message"
+ROOM_MESSAGE = "room.message"
 
-
-def is_xml_text(text: str) -> bool:
-    """Whether ``text`` can be sent inside an XML stream as it is."""
-    return _NOT_XML.search(text) is None
-
-
-# --- Writing stanzas: whitespace must survive the reader's XML normalisation ---
-
-# XML parsers turn every CR (and CR LF) in text into LF (XML 1.0 2.11), and TAB, CR and LF
-# in attribute values into spaces (3.3.3); only character references survive both. domish
-# escapes none of them, so a body with "\r\n" arrived as "\n" and a parent with a TAB as
-# a space. Every stanza the bridge writes (user sessions, the component, the room archive)
-# is serialised with ``to_xml``, which writes them as references.
-_twisted_escape = domish.escapeToXml
-_ATTRIBUTE_WHITESPACE = str.maketrans({"\t": "&#9;", "\n": "&#10;", "\r": "&#13;"})
-
-
-def escape_xml(text: str, isattrib: int = 0) -> str:
-    """domish's escaping, plus CR in text and TAB, LF and CR in attribute values as references."""
-    text = _twisted_escape(text, isattrib)
-    if isattrib:
-        return text.translate(_ATTRIBUTE_WHITESPACE)
-    return text.replace("\r", "&#13;")
-
-
-class _Serializer(domish._ListSerializer):  # type: ignore[misc]  # Twisted's, untyped
-    """domish's serialiser (namespaces, prefixes: unchanged) with ``escape_xml`` for text
-    and attributes: its ``serialize`` looks ``escapeToXml`` up in its globals, so this is
-    the same code with that one name bound to ``escape_xml``."""
-
-    serialize = types.FunctionType(
-        domish._ListSerializer.serialize.__code__,
-        {**vars(domish), "escapeToXml": escape_xml},
-        "serialize",
-        domish._ListSerializer.serialize.__defaults__,
-    )
-
-
-def to_xml(
-    element: domish.Element,
-    prefixes: dict[str, str] | None = None,
-    default_uri: str = "",
-    prefixes_in_scope: list[str] | None = None,
-) -> str:
-    """``element.toXml()``, with whitespace written so that a reader gets it back exactly."""
-    serializer = _Serializer(prefixes=prefixes, prefixesInScope=prefixes_in_scope)
-    serializer.serialize(element, defaultUri=default_uri)
-    return str(serializer.getValue())
-
-
-class StanzaStream(xmlstream.XmlStream):
-    """The bridge's XMPP streams (user sessions and the component): Twisted's, with ``to_xml``.
-
-    Every writer on a stream (wokkel's IQ tracking, handlers' ``xmlstream.send``, the
-    session's ``send``) ends in ``send``, so this is the one place stanzas are serialised.
-    """
-
-    def send(self, obj: domish.Element | str | bytes) -> None:
-        if domish.IElement.providedBy(obj):
-            obj = to_xml(
-                obj,  # type: ignore[arg-type]
-                prefixes=self.prefixes,
-                default_uri=self.namespace,
-                prefixes_in_scope=list(self.prefixes.values()),
-            )
-        xish_xmlstream.XmlStream.send(self, obj)
-
-
-def bare(jid_text: str | None) -> str | None:
-    """The bare form of a JID attribute, or None when it is absent or not a JID."""
-    jid = parse(jid_text)
-    return None if jid is None else jid.userhost()
+log = Logger()
 
 
 def parse_timestamp(stamp: str) -> int | None:
@@ -120,14 +56,6 @@ def format_timestamp(milliseconds: int) -> str:
     """Unix milliseconds as an XEP-0082 date-time in UTC."""
     moment = datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def child(element: domish.Element, name: str, uri: str | None = None) -> domish.Element | None:
-    """The first child element called ``name`` (in namespace ``uri``, or in any when None)."""
-    for child in element.elements():
-        if child.name == name and (uri is None or child.uri == uri):
-            return child
-    return None
 
 
 def delay_timestamp(element: domish.Element) -> int | None:
@@ -159,9 +87,9 @@ def _property_map(properties: domish.Element) -> dict[str, str]:
 
 def chat_marker_of(message: domish.Element) -> dict[str, str] | None:
     """An XEP-0333 marker (received / displayed / acknowledged) as ``{type, id}``."""
-    for child in message.elements(NS_CHAT_MARKERS):
-        if child.name in CHAT_MARKERS and child.getAttribute("id"):
-            return {"type": child.name, "id": child["id"]}
+    for element in message.elements(NS_CHAT_MARKERS):
+        if element.name in CHAT_MARKERS and element.getAttribute("id"):
+            return {"type": element.name, "id": element["id"]}
     return None
 
 
@@ -245,8 +173,6 @@ def build_message(
 
 # --- MUC Light room messages (the room archive's JSON, and SSE ``room.message`` events) ---
 
-NS_MUCLIGHT_AFFILIATIONS = "urn:xmpp:muclight:0#affiliations"
-
 
 def room_message_to_json(message: domish.Element, timestamp: int, fallback_id: str = "") -> dict[str, Any]:
     """A message from a MUC Light room as MongooseIM's API showed it.
@@ -259,8 +185,8 @@ def room_message_to_json(message: domish.Element, timestamp: int, fallback_id: s
     sender = message.getAttribute("from", "")
     room, _, occupant = sender.partition("/")
     result: dict[str, Any] = {"id": message.getAttribute("id") or fallback_id, "timestamp": timestamp}
-    notice = child(message, "x", NS_MUCLIGHT_AFFILIATIONS)
-    user = child(notice, "user", NS_MUCLIGHT_AFFILIATIONS) if notice is not None else None
+    notice = child(message, "x", NS_AFFILIATIONS)
+    user = child(notice, "user", NS_AFFILIATIONS) if notice is not None else None
     if user is not None:
         result.update(
             type="affiliation",
@@ -279,3 +205,112 @@ def room_message_to_json(message: domish.Element, timestamp: int, fallback_id: s
     if marker is not None:
         result["chat_marker"] = marker
     return result
+
+
+# --- Received stanzas as live events ---
+
+
+def _has_content(message: domish.Element) -> bool:
+    """Whether the API has something to say about ``message``: a body or a chat marker.
+
+    Chat states alone, receipts, server notices such as XEP-0356's ``<privilege/>`` and the
+    like are not events of this API.
+    """
+    body = child(message, "body", NS_CLIENT)
+    return (body is not None and bool(str(body))) or chat_marker_of(message) is not None
+
+
+def chat_message_json(message: domish.Element, now: int) -> dict[str, Any] | None:
+    """The ``message`` event of a one-to-one (chat or normal) message, or None."""
+    if message.getAttribute("type", "normal") not in ("normal", "chat"):
+        return None
+    if child(message, "result", NS_MAM) is not None or not _has_content(message):
+        return None
+    return message_to_json(message, delay_timestamp(message) or now)
+
+
+def room_message_json(message: domish.Element, room_service: str, now: int) -> dict[str, Any] | None:
+    """The ``room.message`` event of a groupchat stanza from a MUC Light room, or None.
+
+    The JSON is the room archive's (``room_message_to_json``) plus ``room``: the bare room
+    id, as MongooseIM's SSE had it (``from`` still carries the JID). Only rooms of the
+    configured service count: a room broadcast comes from ``room@service/occupant``, an
+    affiliation notice (``urn:xmpp:muclight:0#affiliations``) from the room's bare JID.
+    """
+    sender = parse(message.getAttribute("from"))
+    if sender is None or not sender.user or sender.host != room_service:
+        return None
+    notice = child(message, "x", NS_AFFILIATIONS)
+    if notice is not None and sender.resource is None:
+        user = child(notice, "user", NS_AFFILIATIONS)
+        if user is None or bare(str(user)) is None:
+            return None
+    elif sender.resource is None or not _has_content(message):
+        return None
+    result = room_message_to_json(message, delay_timestamp(message) or now)
+    result["room"] = sender.user
+    return result
+
+
+def _carbon(message: domish.Element) -> tuple[str, domish.Element] | None:
+    for direction in ("received", "sent"):
+        found = child(message, direction, NS_CARBONS)
+        if found is not None:
+            return direction, found
+    return None
+
+
+def unwrap_carbon(message: domish.Element, own: str) -> tuple[str, domish.Element, int | None] | None:
+    """(direction, forwarded message, its delay stamp) of a genuine carbon copy, else None.
+
+    Only the user's own account may send carbons (its bare JID, no resource); the copy of
+    a received message must be addressed to the user and that of a sent one come from them.
+    """
+    found = _carbon(message)
+    if found is None:
+        return None
+    direction, carbon = found
+    sender = parse(message.getAttribute("from"))
+    if sender is None or sender.resource is not None or sender.userhost() != own:
+        return None
+    forwarded = child(carbon, "forwarded", NS_FORWARD)
+    inner = child(forwarded, "message", NS_CLIENT) if forwarded is not None else None
+    if inner is None:
+        return None
+    party = inner.getAttribute("to") if direction == "received" else inner.getAttribute("from")
+    if bare(party) != own:
+        return None
+    return direction, inner, delay_timestamp(forwarded) if forwarded is not None else None
+
+
+def incoming_event(message: domish.Element, own: str, room_service: str, now: int) -> tuple[str, dict[str, Any]] | None:
+    """The (event name, JSON) a message received by ``own``'s session stands for, or None."""
+    if message.getAttribute("type") == "error":
+        return None
+    if _carbon(message) is not None:
+        unwrapped = unwrap_carbon(message, own)
+        if unwrapped is None:
+            log.warn("Dropped a forged or malformed carbon copy for {jid}", jid=own)
+            return None
+        direction, inner, stamp = unwrapped
+        data = chat_message_json(inner, stamp or now)
+        if data is None:
+            return None
+        data["carbon"] = direction
+        return MESSAGE, data
+    if message.getAttribute("type") == "groupchat":
+        room = room_message_json(message, room_service, now)
+        return (ROOM_MESSAGE, room) if room is not None else None
+    data = chat_message_json(message, now)
+    return (MESSAGE, data) if data is not None else None
+
+
+def in_microseconds(data: dict[str, Any], now_ms: int, now_us: int) -> None:
+    """Restate an event's ``timestamp`` (Unix ms) in microseconds, as MongooseIM's SSE did.
+
+    A stamp that is the arrival time (``now_ms``) gets the clock's own microseconds; one
+    from a ``<delay/>`` only has milliseconds, so it is scaled.
+    """
+    stamp = data.get("timestamp")
+    if isinstance(stamp, int) and not isinstance(stamp, bool):
+        data["timestamp"] = now_us if stamp == now_ms else stamp * 1000

@@ -3,7 +3,8 @@
 Twisted's ``JID`` raises more than ``InvalidFormat`` on hostile input (an empty domain
 label such as ``a..b`` raises ``IndexError``) and does not enforce the 1023-byte limit on
 each part, which servers do, and it reads "@b" and "a@b/" as valid. Every JID from a
-client or a stanza goes through ``parse``.
+client or a stanza goes through ``parse`` (or ``bare``, which uses it); nothing else in the
+bridge reads untrusted JID text.
 
 A domain's final dot ("a@example.com.") is stripped, as RFC 7622 3.2 requires before a
 JID is compared or used for routing: "a@example.com." and "a@example.com" are the same
@@ -55,3 +56,9 @@ def _parse(text: str) -> JID | None:
 
 
 _parse_cached = functools.lru_cache(maxsize=CACHED_JIDS)(_parse)
+
+
+def bare(jid_text: str | None) -> str | None:
+    """The bare form of a JID attribute, or None when it is absent or not a JID."""
+    jid = parse(jid_text)
+    return None if jid is None else jid.userhost()

@@ -1,0 +1,97 @@
+"""XML text and serialisation for every stream the bridge writes (RFC 6120 section 11).
+
+``is_xml_text`` refuses what XML 1.0 cannot carry before it reaches a stream; ``to_xml``
+(and ``StanzaStream``, the bridge's ``XmlStream``) write whitespace as character references
+so that a reader gets text and attributes back exactly; ``child`` is the element lookup
+the protocol code shares.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+
+from twisted.words.protocols.jabber import xmlstream
+from twisted.words.xish import domish
+from twisted.words.xish import xmlstream as xish_xmlstream
+
+# Characters XML 1.0 cannot carry (RFC 6120 forbids them in stanzas).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def is_xml_text(text: str) -> bool:
+    """Whether ``text`` can be sent inside an XML stream as it is."""
+    return _NOT_XML.search(text) is None
+
+
+# --- Writing stanzas: whitespace must survive the reader's XML normalisation ---
+
+# XML parsers turn every CR (and CR LF) in text into LF (XML 1.0 2.11), and TAB, CR and LF
+# in attribute values into spaces (3.3.3); only character references survive both. domish
+# escapes none of them, so a body with "\r\n" arrived as "\n" and a parent with a TAB as
+# a space. Every stanza the bridge writes (user sessions, the component, the room archive)
+# is serialised with ``to_xml``, which writes them as references.
+_twisted_escape = domish.escapeToXml
+_ATTRIBUTE_WHITESPACE = str.maketrans({"\t": "&#9;", "\n": "&#10;", "\r": "&#13;"})
+
+
+def escape_xml(text: str, isattrib: int = 0) -> str:
+    """domish's escaping, plus CR in text and TAB, LF and CR in attribute values as references."""
+    text = _twisted_escape(text, isattrib)
+    if isattrib:
+        return text.translate(_ATTRIBUTE_WHITESPACE)
+    return text.replace("\r", "&#13;")
+
+
+class _Serializer(domish._ListSerializer):  # type: ignore[misc]  # Twisted's, untyped
+    """domish's serialiser (namespaces, prefixes: unchanged) with ``escape_xml`` for text
+    and attributes: its ``serialize`` looks ``escapeToXml`` up in its globals, so this is
+    the same code with that one name bound to ``escape_xml``."""
+
+    serialize = types.FunctionType(
+        domish._ListSerializer.serialize.__code__,
+        {**vars(domish), "escapeToXml": escape_xml},
+        "serialize",
+        domish._ListSerializer.serialize.__defaults__,
+    )
+
+
+def to_xml(
+    element: domish.Element,
+    prefixes: dict[str, str] | None = None,
+    default_uri: str = "",
+    prefixes_in_scope: list[str] | None = None,
+) -> str:
+    """``element.toXml()``, with whitespace written so that a reader gets it back exactly."""
+    serializer = _Serializer(prefixes=prefixes, prefixesInScope=prefixes_in_scope)
+    serializer.serialize(element, defaultUri=default_uri)
+    return str(serializer.getValue())
+
+
+class StanzaStream(xmlstream.XmlStream):
+    """The bridge's XMPP streams (user sessions and the component): Twisted's, with ``to_xml``.
+
+    Every writer on a stream (wokkel's IQ tracking, handlers' ``xmlstream.send``, the
+    session's ``send``) ends in ``send``, so this is the one place stanzas are serialised.
+    """
+
+    def send(self, obj: domish.Element | str | bytes) -> None:
+        if domish.IElement.providedBy(obj):
+            obj = to_xml(
+                obj,  # type: ignore[arg-type]
+                prefixes=self.prefixes,
+                default_uri=self.namespace,
+                prefixes_in_scope=list(self.prefixes.values()),
+            )
+        xish_xmlstream.XmlStream.send(self, obj)
+
+
+# --- Reading elements ---
+
+
+def child(element: domish.Element, name: str, uri: str | None = None) -> domish.Element | None:
+    """The first child element called ``name`` (in namespace ``uri``, or in any when None)."""
+    for child in element.elements():
+        if child.name == name and (uri is None or child.uri == uri):
+            return child
+    return None
