@@ -140,7 +140,8 @@ class ArchiveQueryTests(unittest.TestCase):
                 "<field var='end'><value>2026-01-01T00:00:00.5Z</value></field>"
                 "<field var='with'><value>A@X</value></field></x>"
                 "<set xmlns='http://jabber.org/protocol/rsm'><max>900</max><before/></set></query>"
-            )
+            ),
+            str.isdigit,
         )
         self.assertEqual((parsed.sender, parsed.limit, parsed.from_end), ("a@x", 500, True))
         self.assertEqual(parsed.end, 1767225600500)
@@ -153,7 +154,7 @@ class ArchiveQueryTests(unittest.TestCase):
             ("<set xmlns='http://jabber.org/protocol/rsm'><after>1 or 1</after></set>", "item-not-found"),
         ):
             with self.assertRaises(Refused) as caught:
-                parse_query(self.query(f"<query xmlns='urn:xmpp:mam:2'>{body}</query>"))
+                parse_query(self.query(f"<query xmlns='urn:xmpp:mam:2'>{body}</query>"), str.isdigit)
             self.assertEqual(caught.exception.condition, condition)
 
 

@@ -9,13 +9,14 @@ and last archive ids, the count and whether the page reaches the end of the arch
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.words.xish import domish
 
 from bridge.convert import child, format_timestamp, parse_timestamp
 from bridge.muclight.protocol import NS_DATA, NS_DELAY, NS_FORWARD, NS_RSM, bare_jid, parse_element
 from bridge.muclight.rooms import Refused
 from bridge.store import ArchivedItem, ArchivePage, ArchiveQuery
-from bridge.store.sql import is_archive_id
 
 # Most results in one page, whatever the client asks for.
 MAX_PAGE = 500
@@ -35,8 +36,12 @@ def _fields(query: domish.Element) -> dict[str, str]:
     return fields
 
 
-def parse_query(query: domish.Element) -> ArchiveQuery:
-    """The store query a MAM ``<query/>`` asks for; ``Refused`` (bad-request) if malformed."""
+def parse_query(query: domish.Element, is_archive_id: Callable[[str], bool]) -> ArchiveQuery:
+    """The store query a MAM ``<query/>`` asks for; ``Refused`` (bad-request) if malformed.
+
+    ``is_archive_id`` is the store's (``Store.is_archive_id``): an RSM id it rejects names
+    nothing, so it is item-not-found before any query.
+    """
     fields = _fields(query)
     start = end = None
     if "start" in fields:

@@ -537,7 +537,7 @@ class MucLightService(XMPPHandler):
         return query
 
     async def _mam_query(self, iq: domish.Element, room: Room, payload: domish.Element) -> domish.Element:
-        query = archive.parse_query(payload)
+        query = archive.parse_query(payload, self.store.is_archive_id)
         page = await self.store.query_archive(room.room_id, query)
         room_jid = self._room_jid(room.room_id)
         for item in page.items:
