@@ -85,11 +85,6 @@ class NotFound(ApiError):
         super().__init__(404, message)
 
 
-class Forbidden(ApiError):
-    def __init__(self, message: str = "Forbidden") -> None:
-        super().__init__(403, message)
-
-
 class Unauthorized(ApiError):
     """Missing or wrong credentials; the realm goes into ``WWW-Authenticate``."""
 

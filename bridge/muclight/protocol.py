@@ -37,7 +37,6 @@ NS_RSM = "http://jabber.org/protocol/rsm"
 NS_DATA = "jabber:x:data"
 NS_SID = "urn:xmpp:sid:0"
 NS_PRIVILEGE = "urn:xmpp:privilege:2"
-NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 # The configuration fields this service knows, and their defaults (MongooseIM's schema).
 CONFIG_FIELDS = {"roomname": "Untitled", "subject": ""}
