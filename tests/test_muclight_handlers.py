@@ -7,26 +7,20 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
-from twisted.words.protocols.jabber.error import NS_XMPP_STANZAS, StanzaError, exceptionFromStanza
+from twisted.words.protocols.jabber.error import StanzaError, exceptionFromStanza
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
-from wokkel.test.helpers import XmlStreamStub
 
-from bridge.convert import child, to_xml
-from bridge.muclight.component import ComponentConnection
-from bridge.muclight.handlers import HANDLERS, service_handlers
+from bridge.convert import child
+from bridge.muclight.handlers import HANDLERS
 from bridge.muclight.handlers.base import MucLightHandler
 from bridge.muclight.protocol import (
     NOT_OCCUPANT,
     NS_AFFILIATIONS,
     NS_BLOCKING,
     NS_BRIDGE_ERRORS,
-    NS_CONFIGURATION,
-    NS_CREATE,
     NS_DESTROY,
     NS_DISCO_INFO,
     NS_DISCO_ITEMS,
@@ -38,193 +32,18 @@ from bridge.muclight.protocol import (
     NS_PRIVILEGE,
     NS_RSM,
     NS_SID,
-    parse_element,
 )
 from bridge.muclight.rooms import RoomSettings
 from bridge.store import (
     ArchivedItem,
-    ArchivePage,
-    ArchiveQuery,
     NewArchiveItem,
     Room,
-    RoomExists,
-    Store,
     StoreError,
-    VersionConflict,
 )
 from bridge.xmpp.errors import NotRoomMember, RoomBadRequest, RoomNotAllowed, RoomNotFound
 from bridge.xmpp.errors import RoomExists as RestRoomExists
 from bridge.xmpp.muclight_client import MucLightClient
-
-SERVICE = "muclight.localhost"
-ROOM_JID = f"testroom@{SERVICE}"
-ALICE, BOB, KATE, MIKE = (f"{name}@localhost" for name in ("alice", "bob", "kate", "mike"))
-
-
-class MemoryStore(Store):
-    """Just enough of ``Store`` for the handlers: rooms, an archive and blocking in dicts."""
-
-    def __init__(self) -> None:
-        self.rooms: dict[str, Room] = {}
-        self.archive: dict[str, list[NewArchiveItem]] = {}
-        self.denied: dict[str, list[tuple[str, str]]] = {}
-        # update_room raises VersionConflict this many times first (another process won).
-        self.conflicts = 0
-
-    async def get_room(self, room_id: str) -> Room | None:
-        return self.rooms.get(room_id)
-
-    async def user_rooms(self, user: str) -> list[Room]:
-        return [room for room in self.rooms.values() if room.affiliation(user) is not None]
-
-    async def create_room(self, room: Room, notice: NewArchiveItem | None) -> list[ArchivedItem]:
-        if room.room_id in self.rooms:
-            raise RoomExists(room.room_id)
-        self.rooms[room.room_id] = room
-        self.archive[room.room_id] = [notice] if notice is not None else []
-        return []
-
-    async def update_room(
-        self, room_id: str, expected_version: str, room: Room | None, archive: list[NewArchiveItem]
-    ) -> list[ArchivedItem]:
-        if self.conflicts:
-            self.conflicts -= 1
-            raise VersionConflict(room_id)
-        if room is None:
-            self.rooms.pop(room_id, None)
-            self.archive.pop(room_id, None)
-            return []
-        self.rooms[room_id] = room
-        self.archive[room_id].extend(archive)
-        return []
-
-    async def archive_message(self, room_id: str, item: NewArchiveItem) -> ArchivedItem | None:
-        if room_id not in self.rooms:
-            return None
-        self.archive[room_id].append(item)
-        return ArchivedItem(str(len(self.archive[room_id])), 0, item.stanza_id, item.kind, item.sender, item.xml)
-
-    async def query_archive(self, room_id: str, query: ArchiveQuery) -> ArchivePage:
-        items = [
-            ArchivedItem(str(n), 1000 * n, item.stanza_id, item.kind, item.sender, item.xml)
-            for n, item in enumerate(self.archive[room_id], start=1)
-        ]
-        return ArchivePage(items, True, len(items))
-
-    def is_archive_id(self, text: str) -> bool:
-        return text.isdigit()
-
-    async def blocking_list(self, user: str) -> list[tuple[str, str]]:
-        return sorted(self.denied.get(user, []))
-
-    async def set_blocking(self, user: str, changes: list[tuple[str, str, bool]]) -> None:
-        denied = self.denied.setdefault(user, [])
-        for kind, target, deny in changes:
-            if (kind, target) in denied:
-                denied.remove((kind, target))
-            if deny:
-                denied.append((kind, target))
-
-    async def blocking(self, users: list[str], room_jid: str, by: str) -> set[str]:
-        found = set()
-        for user in users:
-            denied = self.denied.get(user, [])
-            if ("room", room_jid) in denied or ("user", by) in denied:
-                found.add(user)
-        return found
-
-
-class ComponentStub:
-    """The real handlers on a real ``ComponentConnection`` whose stream is wokkel's
-    ``XmlStreamStub``; what the component sends is serialised at once (a delivery reuses
-    one element for every recipient) and parsed back into ``sent``."""
-
-    def __init__(self, store: Store, settings: RoomSettings | None = None) -> None:
-        self.clock = Clock()
-        self.connection = ComponentConnection(MemoryReactorClock(), "127.0.0.1", 5347, SERVICE, "secret")
-        self.handlers = service_handlers(SERVICE, store, settings or RoomSettings(), self.clock)
-        for handler in self.handlers:
-            handler.setHandlerParent(self.connection)
-        self.state = self.handlers[0].state
-        self.stub = XmlStreamStub()
-        self.sent: list[domish.Element] = []
-        self.stub.xmlstream.send = lambda element: self.sent.append(parse_element(to_xml(element)))
-        self.connection._connected(self.stub.xmlstream)
-        self.connection._authd(self.stub.xmlstream)
-
-    def receive(self, stanza: domish.Element) -> None:
-        self.stub.send(stanza)
-
-
-class HandlerTestCase(unittest.TestCase):
-    def setUp(self) -> None:
-        self.store = MemoryStore()
-        self.component = ComponentStub(self.store)
-        for user in (ALICE, BOB, KATE, MIKE):
-            self.component.state.available.add(f"{user}/res1")
-        self.store.rooms["testroom"] = Room(
-            "testroom", "Untitled", "", "v1", ((ALICE, "owner"), (BOB, "member"), (KATE, "member"))
-        )
-        self.store.archive["testroom"] = []
-
-    @property
-    def sent(self) -> list[domish.Element]:
-        return self.component.sent
-
-    def iq(self, sender: str, to: str, kind: str, payload: domish.Element | None) -> domish.Element:
-        """Send one IQ to the component and return its one answer (the IQ with its id)."""
-        iq = domish.Element((None, "iq"))
-        iq["from"] = sender if "/" in sender or "@" not in sender else f"{sender}/res1"
-        iq["to"], iq["type"], iq["id"] = to, kind, f"iq{len(self.sent)}"
-        if payload is not None:
-            iq.addChild(payload)
-        self.sent.clear()
-        self.component.receive(iq)
-        answers = [s for s in self.sent if s.name == "iq" and s.getAttribute("id") == iq["id"]]
-        self.assertEqual(len(answers), 1, [s.toXml() for s in self.sent])
-        return answers[0]
-
-    def message(self, sender: str, to: str, kind: str | None = "groupchat", body: str = "hi") -> None:
-        message = domish.Element((None, "message"))
-        message["from"], message["to"], message["id"] = f"{sender}/res1", to, "m1"
-        if kind is not None:
-            message["type"] = kind
-        message.addElement("body", content=body)
-        self.sent.clear()
-        self.component.receive(message)
-
-    def assertError(
-        self, answer: domish.Element, condition: str, text: str | None = None, kind: str | None = None
-    ) -> domish.Element:
-        """``answer`` is an error with ``condition`` (and ``text``, ``type`` when given)."""
-        self.assertEqual(answer["type"], "error", answer.toXml())
-        error = child(answer, "error")
-        assert error is not None
-        self.assertIsNotNone(child(error, condition, NS_XMPP_STANZAS), error.toXml())
-        if text is not None:
-            self.assertEqual(str(child(error, "text", NS_XMPP_STANZAS)), text)
-        if kind is not None:
-            self.assertEqual(error["type"], kind)
-        return error
-
-    def notices(self) -> dict[str, list[tuple[str, str]]]:
-        """The affiliation notices just sent, by recipient's bare JID."""
-        found: dict[str, list[tuple[str, str]]] = {}
-        for stanza in self.sent:
-            x = child(stanza, "x", NS_AFFILIATIONS) if stanza.name == "message" else None
-            if x is not None:
-                users = [(str(u), u["affiliation"]) for u in x.elements(NS_AFFILIATIONS, "user")]
-                found[stanza["to"].split("/")[0]] = users
-        return found
-
-
-def query(ns: str, *children: tuple[str, str, dict[str, str]]) -> domish.Element:
-    element = domish.Element((ns, "query"))
-    for name, text, attributes in children:
-        added = element.addElement(name, content=text)
-        for key, value in attributes.items():
-            added[key] = value
-    return element
+from tests.muclight_stub import ALICE, BOB, KATE, MIKE, ROOM_JID, SERVICE, HandlerTestCase, query
 
 
 class DispatchTests(HandlerTestCase):
@@ -394,142 +213,6 @@ class DiscoTests(HandlerTestCase):
     def test_disco_items_are_for_users(self) -> None:
         """A server asking for the service's rooms is not-allowed: MUC Light serves users."""
         self.assertError(self.disco_items(sender="localhost"), "not-allowed", "MUC Light serves users")
-
-
-class AdminTests(HandlerTestCase):
-    def set_affiliations(self, sender: str, *items: tuple[str, str]) -> domish.Element:
-        users = [("user", jid, {"affiliation": affiliation}) for jid, affiliation in items]
-        return self.iq(sender, ROOM_JID, "set", query(NS_AFFILIATIONS, *users))
-
-    def test_implicit_owner_change(self) -> None:
-        """The owner stepping down while removing bob makes kate owner, in the same notice (implicit_owner_change)."""
-        answer = self.set_affiliations(ALICE, (BOB, "none"), (ALICE, "member"))
-        self.assertEqual(answer["type"], "result")
-        self.assertEqual(dict(self.store.rooms["testroom"].affiliations), {KATE: "owner", ALICE: "member"})
-        notices = self.notices()
-        expected = {KATE: "owner", BOB: "none", ALICE: "member"}
-        self.assertEqual(dict(notices[ALICE]), expected)
-        self.assertEqual(dict(notices[KATE]), expected)
-        self.assertEqual(notices[BOB], [(BOB, "none")])
-
-    def test_owner_leaving_promotes_a_member(self) -> None:
-        """The owner leaving names a member owner in the same notice (owner_can_leave_a_room_and_auto_select_owner)."""
-        self.set_affiliations(ALICE, (ALICE, "none"))
-        self.assertEqual(dict(self.store.rooms["testroom"].affiliations), {BOB: "owner", KATE: "member"})
-        self.assertEqual(dict(self.notices()[BOB]), {ALICE: "none", BOB: "owner"})
-
-    def test_edge_case_owner_change(self) -> None:
-        """The owner demoting herself and removing everyone stays owner; the notice lists only removals."""
-        self.set_affiliations(ALICE, (ALICE, "member"), (BOB, "none"), (KATE, "none"))
-        self.assertEqual(self.store.rooms["testroom"].affiliations, ((ALICE, "owner"),))
-        notices = self.notices()
-        self.assertEqual(dict(notices[ALICE]), {BOB: "none", KATE: "none"})
-        self.assertEqual((notices[BOB], notices[KATE]), ([(BOB, "none")], [(KATE, "none")]))
-
-    def test_explicit_owner_change(self) -> None:
-        """Naming kate owner while alice and bob leave leaves kate the only occupant, as owner."""
-        self.set_affiliations(ALICE, (BOB, "none"), (ALICE, "none"), (KATE, "owner"))
-        self.assertEqual(self.store.rooms["testroom"].affiliations, ((KATE, "owner"),))
-
-    def test_members_may_not_remove_others(self) -> None:
-        """A member removing someone else is not-allowed with MongooseIM's text."""
-        answer = self.set_affiliations(BOB, (KATE, "none"))
-        self.assertError(answer, "not-allowed", "Given user does not have permission to change affiliations")
-
-    def test_max_occupants_is_bad_request(self) -> None:
-        """Creating or growing a room past max_occupants is modify/bad-request (muc_light_SUITE max_occupants)."""
-        self.component.state.settings = RoomSettings(max_occupants=1)
-        users = [("user", jid, {"affiliation": "member"}) for jid in (ALICE, KATE)]
-        create = query(NS_CREATE)
-        occupants = create.addElement("occupants")
-        for name, jid, attributes in users:
-            occupants.addElement(name, content=jid)["affiliation"] = attributes["affiliation"]
-        for answer in (self.iq(BOB, SERVICE, "set", create), self.set_affiliations(ALICE, (MIKE, "member"))):
-            self.assertError(answer, "bad-request", "Max occupants number reached", kind="modify")
-        self.assertNotIn(MIKE, self.store.rooms["testroom"].occupants)
-
-    def test_creation_is_not_archived(self) -> None:
-        """Creating a room archives nothing; adding bob archives one affiliation entry."""
-        create = query(NS_CREATE)
-        create.addElement("configuration").addElement("roomname", content="Bob's room")
-        answer = self.iq(ALICE, f"bobroom@{SERVICE}", "set", create)
-        self.assertEqual(answer["type"], "result")
-        self.assertEqual(self.store.archive["bobroom"], [])
-        self.assertEqual(self.notices(), {ALICE: [(ALICE, "owner")]})
-        self.iq(ALICE, f"bobroom@{SERVICE}", "set", query(NS_AFFILIATIONS, ("user", BOB, {"affiliation": "member"})))
-        archived = self.store.archive["bobroom"]
-        self.assertEqual([item.kind for item in archived], ["affiliation"])
-        x = child(parse_element(archived[0].xml), "x", NS_AFFILIATIONS)
-        assert x is not None
-        self.assertEqual([(str(u), u["affiliation"]) for u in x.elements(NS_AFFILIATIONS, "user")], [(BOB, "member")])
-
-    def test_create_with_a_generated_id(self) -> None:
-        """Creating on the service JID answers from the new room's JID; every notice carries the IQ's id."""
-        create = query(NS_CREATE)
-        create.addElement("occupants").addElement("user", content=BOB)["affiliation"] = "member"
-        answer = self.iq(ALICE, SERVICE, "set", create)
-        self.assertEqual(answer["type"], "result")
-        room_id = JID(answer["from"]).user
-        self.assertEqual(JID(answer["from"]).host, SERVICE)
-        self.assertEqual(self.store.rooms[room_id].affiliations, ((ALICE, "owner"), (BOB, "member")))
-        self.assertEqual({m["id"] for m in self.sent if m.name == "message"}, {answer["id"]})
-
-    def test_create_an_existing_room_is_conflict(self) -> None:
-        """Creating a room whose id is taken is conflict "Room already exists"."""
-        self.assertError(self.iq(MIKE, ROOM_JID, "set", query(NS_CREATE)), "conflict", "Room already exists")
-
-    def test_versions_come_from_the_clock(self) -> None:
-        """A new room's version starts with the injected clock's time in hexadecimal milliseconds."""
-        self.component.clock.advance(1000)
-        self.iq(ALICE, f"clocked@{SERVICE}", "set", query(NS_CREATE))
-        self.assertTrue(self.store.rooms["clocked"].version.startswith(f"{1000 * 1000:x}-"))
-
-    def test_info_and_version_checks(self) -> None:
-        """Info, configuration and affiliations answer the room, or nothing when the client's version is current."""
-        for ns in (NS_INFO, NS_CONFIGURATION, NS_AFFILIATIONS):
-            full = child(self.iq(BOB, ROOM_JID, "get", query(ns)), "query", ns)
-            assert full is not None
-            self.assertEqual(str(child(full, "version", ns)), "v1")
-            current = self.iq(BOB, ROOM_JID, "get", query(ns, ("version", "v1", {})))
-            self.assertEqual((current["type"], list(current.elements())), ("result", []))
-        info = child(self.iq(BOB, ROOM_JID, "get", query(NS_INFO)), "query", NS_INFO)
-        occupants = child(info, "occupants", NS_INFO)  # type: ignore[arg-type]
-        assert occupants is not None
-        self.assertEqual([str(u) for u in occupants.elements()], [ALICE, BOB, KATE])
-
-    def test_configuration_change(self) -> None:
-        """A member may change only the subject; the change is announced with both versions to every occupant."""
-        refused = self.iq(BOB, ROOM_JID, "set", query(NS_CONFIGURATION, ("roomname", "x", {})))
-        self.assertError(refused, "not-allowed", "Given user does not have permission to change config")
-        self.assertEqual(self.iq(BOB, ROOM_JID, "set", query(NS_CONFIGURATION, ("subject", "s", {})))["type"], "result")
-        self.assertEqual(self.store.rooms["testroom"].subject, "s")
-        notices = [m for m in self.sent if m.name == "message"]
-        self.assertEqual(sorted(m["to"] for m in notices), sorted(f"{u}/res1" for u in (ALICE, BOB, KATE)))
-        x = child(notices[0], "x", NS_CONFIGURATION)
-        assert x is not None
-        self.assertEqual(str(child(x, "prev-version", NS_CONFIGURATION)), "v1")
-        bad = self.iq(ALICE, ROOM_JID, "set", query(NS_CONFIGURATION, ("colour", "red", {})))
-        self.assertError(bad, "bad-request", "Unknown configuration field: colour")
-
-    def test_destroy(self) -> None:
-        """Only the owner destroys a room; every occupant is told, and the room is gone."""
-        refused = self.iq(BOB, ROOM_JID, "set", query(NS_DESTROY))
-        self.assertError(refused, "not-allowed", "Given user cannot delete this room")
-        self.assertEqual(self.iq(ALICE, ROOM_JID, "set", query(NS_DESTROY))["type"], "result")
-        self.assertNotIn("testroom", self.store.rooms)
-        told = [m for m in self.sent if m.name == "message" and child(m, "x", NS_DESTROY) is not None]
-        self.assertEqual(len(told), 3)
-
-    def test_a_lost_race_is_retried(self) -> None:
-        """A change that loses to another process is read again and applied; one that keeps losing is
-        resource-constraint."""
-        self.store.conflicts = 2
-        self.assertEqual(self.iq(ALICE, ROOM_JID, "set", query(NS_DESTROY))["type"], "result")
-        self.store.rooms["testroom"] = Room("testroom", "n", "", "v1", ((ALICE, "owner"),))
-        self.store.conflicts = 3
-        answer = self.iq(ALICE, ROOM_JID, "set", query(NS_CONFIGURATION, ("subject", "s", {})))
-        self.assertError(answer, "resource-constraint", "The room keeps changing; try again")
-        self.assertEqual([m for m in self.sent if m.name == "message"], [])
 
 
 class BlockingTests(HandlerTestCase):

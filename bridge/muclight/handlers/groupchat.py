@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 
 from twisted.words.protocols.jabber.error import StanzaError
+from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from bridge.convert import to_xml
@@ -34,31 +35,24 @@ def plain(element: domish.Element) -> domish.Element:
     return element
 
 
-def for_a_room(message: domish.Element) -> bool:
-    """Whether ``message`` is this handler's: not a bounce, and to a JID with a user part
-    (``PresenceHandler`` takes bounces and messages to the service JID)."""
-    if message.getAttribute("type") == "error":
-        return False
-    to, sender = parse(message.getAttribute("to")), parse(message.getAttribute("from"))
-    return to is not None and sender is not None and to.user is not None
-
-
 class GroupchatHandler(MucLightHandler):
+    """Takes messages to room JIDs; ``PresenceHandler`` takes bounces and messages to the
+    service JID."""
+
     def connectionInitialized(self) -> None:
         self.xmlstream.addObserver("/message", self._on_message)
 
     def _on_message(self, message: domish.Element) -> None:
-        if not for_a_room(message):
+        to, sender = parse(message.getAttribute("to")), parse(message.getAttribute("from"))
+        if message.getAttribute("type") == "error" or to is None or sender is None or to.user is None:
             return
         message.handled = True  # type: ignore[attr-defined]
-        self.handle(message, self._to_room(message))
+        self.handle(message, self._to_room(message, to.user, sender))
 
-    async def _to_room(self, message: domish.Element) -> None:
-        to, sender = parse(message.getAttribute("to")), parse(message.getAttribute("from"))
-        assert to is not None and to.user is not None and sender is not None  # for_a_room
+    async def _to_room(self, message: domish.Element, room_id: str, sender: JID) -> None:
         if message.getAttribute("type") != "groupchat" or not sender.user:
             raise StanzaError("bad-request", text="Rooms take groupchat messages")
-        room_id, user = to.user, sender.userhost()
+        user = sender.userhost()
 
         async def work() -> None:
             await self._broadcast(message, room_id, user)
