@@ -7,6 +7,7 @@ import secrets
 import sqlite3
 
 from twisted.internet import reactor
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from bridge.store import (
@@ -34,8 +35,8 @@ class StoreTests:
     def url(self) -> str:
         raise NotImplementedError
 
-    async def open(self) -> Store:
-        store = open_store(self.url(), reactor)
+    async def open(self, clock: Clock | None = None) -> Store:
+        store = open_store(self.url(), reactor, clock)
         await store.start()
         self.addCleanup(store.close)  # type: ignore[attr-defined]
         return store
@@ -92,6 +93,28 @@ class StoreTests:
         self.assertEqual(len((await store.query_archive("r3", ArchiveQuery(start=timestamp))).items), 5)
         with self.assertRaises(StoreError):  # type: ignore[attr-defined]
             await store.query_archive("r3", ArchiveQuery(after_id="1 OR 1=1"))
+
+    async def test_archive_is_stamped_by_the_injected_clock(self) -> None:
+        """Archived items carry the store's clock's time in milliseconds, not the wall clock's."""
+        clock = Clock()
+        clock.advance(1234.5678)
+        store = await self.open(clock)
+        await store.create_room(Room("r5", "n", "", "v1", (("a@x", "owner"),)), None)
+        first = await store.archive_message("r5", item("one"))
+        clock.advance(2)
+        changed = await store.update_room("r5", "v1", Room("r5", "m", "", "v2", (("a@x", "owner"),)), [item("two")])
+        assert first is not None
+        self.assertEqual((first.timestamp, changed[0].timestamp), (1234567, 1236567))
+
+    async def test_archive_ids_are_the_stores_to_judge(self) -> None:
+        """The store says which texts can be its archive ids: its own ids are, SQL and junk are not."""
+        store = await self.open()
+        await store.create_room(Room("r6", "n", "", "v1", (("a@x", "owner"),)), None)
+        stored = await store.archive_message("r6", item("one"))
+        assert stored is not None
+        self.assertTrue(store.is_archive_id(stored.archive_id))
+        for bad in ("1 OR 1=1", "", "-1", "1" * 19, "\u0661"):
+            self.assertFalse(store.is_archive_id(bad), bad)
 
     async def test_blocking_lists(self) -> None:
         """Deny items are listed, allow removes them, and blockers of a room or inviter are found."""

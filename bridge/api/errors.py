@@ -32,7 +32,6 @@ from bridge.xmpp.errors import (
 __all__ = [
     "ApiError",
     "BadRequest",
-    "Forbidden",
     "NotFound",
     "Unauthorized",
     "as_api_error",
@@ -84,11 +83,6 @@ class BadRequest(ApiError):
 class NotFound(ApiError):
     def __init__(self, message: str = "Not found") -> None:
         super().__init__(404, message)
-
-
-class Forbidden(ApiError):
-    def __init__(self, message: str = "Forbidden") -> None:
-        super().__init__(403, message)
 
 
 class Unauthorized(ApiError):

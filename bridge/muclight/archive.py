@@ -9,16 +9,17 @@ and last archive ids, the count and whether the page reaches the end of the arch
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.xish import domish
 
 from bridge.muclight.protocol import parse_element
-from bridge.muclight.rooms import Refused
 from bridge.protocol.convert import format_timestamp, parse_timestamp
 from bridge.protocol.muclight import bare_jid
 from bridge.protocol.namespaces import NS_DATA, NS_DELAY, NS_FORWARD, NS_RSM
 from bridge.protocol.xml import child
 from bridge.store import ArchivedItem, ArchivePage, ArchiveQuery
-from bridge.store.sql import is_archive_id
 
 # Most results in one page, whatever the client asks for.
 MAX_PAGE = 500
@@ -38,23 +39,27 @@ def _fields(query: domish.Element) -> dict[str, str]:
     return fields
 
 
-def parse_query(query: domish.Element) -> ArchiveQuery:
-    """The store query a MAM ``<query/>`` asks for; ``Refused`` (bad-request) if malformed."""
+def parse_query(query: domish.Element, is_archive_id: Callable[[str], bool]) -> ArchiveQuery:
+    """The store query a MAM ``<query/>`` asks for; ``StanzaError`` (bad-request) if malformed.
+
+    ``is_archive_id`` is the store's (``Store.is_archive_id``): an RSM id it rejects names
+    nothing, so it is item-not-found before any query.
+    """
     fields = _fields(query)
     start = end = None
     if "start" in fields:
         start = parse_timestamp(fields["start"])
         if start is None:
-            raise Refused("bad-request", "Invalid start")
+            raise StanzaError("bad-request", text="Invalid start")
     if "end" in fields:
         end = parse_timestamp(fields["end"])
         if end is None:
-            raise Refused("bad-request", "Invalid end")
+            raise StanzaError("bad-request", text="Invalid end")
     sender = None
     if fields.get("with"):
         sender = bare_jid(fields["with"])
         if sender is None:
-            raise Refused("bad-request", "Invalid with")
+            raise StanzaError("bad-request", text="Invalid with")
     limit, after_id, before_id, from_end = DEFAULT_PAGE, None, None, False
     rsm = child(query, "set", NS_RSM)
     if rsm is not None:
@@ -62,7 +67,7 @@ def parse_query(query: domish.Element) -> ArchiveQuery:
         if maximum is not None:
             text = str(maximum).strip()
             if not text.isascii() or not text.isdigit() or len(text) > 6:
-                raise Refused("bad-request", "Invalid max")
+                raise StanzaError("bad-request", text="Invalid max")
             limit = min(int(text), MAX_PAGE)
         after = child(rsm, "after", NS_RSM)
         before = child(rsm, "before", NS_RSM)
@@ -73,7 +78,7 @@ def parse_query(query: domish.Element) -> ArchiveQuery:
             from_end = before_id is None
         for archive_id in (after_id, before_id):
             if archive_id is not None and not is_archive_id(archive_id):
-                raise Refused("item-not-found", "No such archive id")
+                raise StanzaError("item-not-found", text="No such archive id")
     return ArchiveQuery(start, end, sender, after_id, before_id, from_end, limit)
 
 

@@ -1,6 +1,6 @@
 """MongooseIM's MUC Light protocol (``urn:xmpp:muclight:0``) as the component in this
-package speaks it: item lists, versions, stored elements. Its namespaces, ``bare_jid`` and
-``NOT_OCCUPANT`` are the protocol layer's (``bridge.protocol``), which the REST client side
+package speaks it: item lists, versions, stored elements. Its namespaces and ``bare_jid``
+are the protocol layer's (``bridge.protocol``), which the REST client side
 (``bridge.xmpp.muclight_client``) imports without this package.
 
 Configuration travels as plain child elements (``<roomname>``, ``<subject>``) rather than a
@@ -11,61 +11,7 @@ from __future__ import annotations
 
 from twisted.words.xish import domish
 
-from bridge.protocol.muclight import NOT_OCCUPANT, bare_jid
-from bridge.protocol.namespaces import (
-    NS_AFFILIATIONS,
-    NS_BLOCKING,
-    NS_BRIDGE_ERRORS,
-    NS_CONFIGURATION,
-    NS_CREATE,
-    NS_DATA,
-    NS_DELAY,
-    NS_DESTROY,
-    NS_DISCO_INFO,
-    NS_DISCO_ITEMS,
-    NS_FORWARD,
-    NS_INFO,
-    NS_MAM,
-    NS_MAM_1,
-    NS_MUCLIGHT,
-    NS_PING,
-    NS_PRIVILEGE,
-    NS_RSM,
-    NS_SID,
-    NS_STANZAS,
-)
-
-# Namespaces and shared pieces come from the protocol layer; re-exported for the component.
-__all__ = [
-    "AFFILIATIONS",
-    "CONFIG_FIELDS",
-    "NOT_OCCUPANT",
-    "NS_AFFILIATIONS",
-    "NS_BLOCKING",
-    "NS_BRIDGE_ERRORS",
-    "NS_CONFIGURATION",
-    "NS_CREATE",
-    "NS_DATA",
-    "NS_DELAY",
-    "NS_DESTROY",
-    "NS_DISCO_INFO",
-    "NS_DISCO_ITEMS",
-    "NS_FORWARD",
-    "NS_INFO",
-    "NS_MAM",
-    "NS_MAM_1",
-    "NS_MUCLIGHT",
-    "NS_PING",
-    "NS_PRIVILEGE",
-    "NS_RSM",
-    "NS_SID",
-    "NS_STANZAS",
-    "add_users",
-    "bare_jid",
-    "parse_element",
-    "user_items",
-    "version_of",
-]
+from bridge.protocol.muclight import bare_jid
 
 # The configuration fields this service knows, and their defaults (MongooseIM's schema).
 CONFIG_FIELDS = {"roomname": "Untitled", "subject": ""}

@@ -1,29 +1,22 @@
 """The rules of MUC Light rooms (MongooseIM's protocol, sections 5.1 and 5.4), as pure
 functions over the stored ``Room``: who may change which affiliation, who becomes owner,
-and which notice each occupant gets. The service applies them and stores the outcome.
+and which notice each occupant gets. The handlers (``bridge.muclight.handlers``) apply
+them and store the outcome. A refusal is a ``StanzaError`` with the condition to answer.
 """
 
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import dataclass
 
+from twisted.internet.interfaces import IReactorTime
+from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.xish import domish
 
 from bridge.muclight.protocol import add_users
 from bridge.protocol.namespaces import NS_AFFILIATIONS
+from bridge.protocol.xml import to_xml
 from bridge.store import MEMBER, OWNER, Room
-
-
-class Refused(Exception):
-    """A request the protocol refuses, with the stanza error condition to answer."""
-
-    def __init__(self, condition: str, text: str | None = None, not_occupant: bool = False) -> None:
-        super().__init__(text or condition)
-        self.condition = condition
-        self.text = text
-        self.not_occupant = not_occupant
 
 
 @dataclass(frozen=True)
@@ -35,9 +28,9 @@ class RoomSettings:
     max_occupants: int = 100
 
 
-def new_version() -> str:
-    """A fresh room version: unique per room, and sorting by time of change."""
-    return f"{int(time.time() * 1000):x}-{secrets.token_hex(4)}"
+def new_version(clock: IReactorTime) -> str:
+    """A fresh room version: unique per room, and sorting by time of change (``clock``'s)."""
+    return f"{int(clock.seconds() * 1000):x}-{secrets.token_hex(4)}"
 
 
 def new_room_id() -> str:
@@ -47,12 +40,12 @@ def new_room_id() -> str:
 def creation_affiliations(creator: str, requested: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The initial occupants: the creator is owner unless the list names another owner."""
     if any(affiliation == "none" for _, affiliation in requested):
-        raise Refused("bad-request", "The occupant list cannot use affiliation 'none'")
+        raise StanzaError("bad-request", text="The occupant list cannot use affiliation 'none'")
     if any(jid == creator for jid, _ in requested):
-        raise Refused("bad-request", "The occupant list must not include the creator")
+        raise StanzaError("bad-request", text="The occupant list must not include the creator")
     owners = [jid for jid, affiliation in requested if affiliation == OWNER]
     if len(owners) > 1:
-        raise Refused("bad-request", "A room has at most one owner")
+        raise StanzaError("bad-request", text="A room has at most one owner")
     return [(creator, MEMBER if owners else OWNER), *requested]
 
 
@@ -64,7 +57,7 @@ def check_member_changes(room: Room, sender: str, changes: list[tuple[str, str]]
         current = room.affiliation(jid)
         if affiliation == MEMBER and all_can_invite and current != OWNER:
             continue
-        raise Refused("not-allowed", "Given user does not have permission to change affiliations")
+        raise StanzaError("not-allowed", text="Given user does not have permission to change affiliations")
 
 
 def apply_changes(room: Room, changes: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -78,7 +71,7 @@ def apply_changes(room: Room, changes: list[tuple[str, str]]) -> tuple[list[tupl
     herself a member, who then simply stays owner (her demotion is not announced).
     """
     if sum(1 for _, affiliation in changes if affiliation == OWNER) > 1:
-        raise Refused("bad-request", "A room has at most one owner")
+        raise StanzaError("bad-request", text="A room has at most one owner")
     before = dict(room.affiliations)
     current = dict(before)
     announced: dict[str, str] = {}
@@ -155,3 +148,23 @@ def notices_for(
         else:
             notices[jid] = affiliations_notice(changes, version, prev_version)
     return notices
+
+
+def room_notice(room_jid: str, stanza_id: str, *payloads: domish.Element) -> domish.Element:
+    """A groupchat message from the room carrying ``payloads`` (and an empty body, as
+    MongooseIM's notices have); the caller sets ``to`` per recipient."""
+    message = domish.Element((None, "message"))
+    message["from"], message["type"], message["id"] = room_jid, "groupchat", stanza_id
+    for payload in payloads:
+        message.addChild(payload)
+    message.addElement("body")
+    return message
+
+
+def archived_notice(room_jid: str, stanza_id: str, items: list[tuple[str, str]], version: str) -> str:
+    """An affiliation change as the room archive keeps it: every change, the new version,
+    no body and no ``to``."""
+    message = domish.Element((None, "message"))
+    message["from"], message["type"], message["id"] = room_jid, "groupchat", stanza_id
+    message.addChild(affiliations_notice(items, version))
+    return to_xml(message)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.xish import domish
 
-from bridge.muclight.rooms import Refused
 from bridge.protocol.namespaces import NS_RSM
 from bridge.protocol.xml import child
 
@@ -36,7 +36,7 @@ def _number(rsm: domish.Element, name: str) -> int | None:
         return None
     text = str(element).strip()
     if not text.isascii() or not text.isdigit() or len(text) > 9:
-        raise Refused("bad-request", f"Invalid {name}")
+        raise StanzaError("bad-request", text=f"Invalid {name}")
     return int(text)
 
 
@@ -58,7 +58,7 @@ def _position(keys: list[str], key: str) -> int:
     try:
         return keys.index(key)
     except ValueError:
-        raise Refused("item-not-found", "No such item in the result set") from None
+        raise StanzaError("item-not-found", text="No such item in the result set") from None
 
 
 def select(keys: list[str], page: PageRequest | None) -> tuple[list[str], int]:

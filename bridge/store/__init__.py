@@ -14,6 +14,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 log = Logger()
@@ -124,6 +125,14 @@ class Store:
     async def query_archive(self, room_id: str, query: ArchiveQuery) -> ArchivePage:
         raise NotImplementedError
 
+    def is_archive_id(self, text: str) -> bool:
+        """Whether ``text`` can be one of this store's archive ids (``ArchivedItem.archive_id``).
+
+        The id format belongs to the store: a client's RSM ``after``/``before`` that fails
+        this check cannot name an archived item, and is refused before any query.
+        """
+        raise NotImplementedError
+
     async def blocking_list(self, user: str) -> list[tuple[str, str]]:
         """``user``'s denied (kind, JID) pairs; kind is "room" or "user"."""
         raise NotImplementedError
@@ -143,11 +152,12 @@ class Store:
         raise NotImplementedError
 
 
-def open_store(url: str, reactor: Any) -> Store:
-    """The store for a ``storage.url`` (``sqlite://PATH`` or ``postgresql://...``)."""
+def open_store(url: str, reactor: Any, clock: IReactorTime | None = None) -> Store:
+    """The store for a ``storage.url`` (``sqlite://PATH`` or ``postgresql://...``); archive
+    timestamps come from ``clock`` (default: ``reactor``)."""
     from bridge.store.sql import SqlStore
 
-    return SqlStore.from_url(url, reactor)
+    return SqlStore.from_url(url, reactor, clock)
 
 
 class StoreService(Service):

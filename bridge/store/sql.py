@@ -11,12 +11,12 @@ and writers never contend.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from bridge.store import (
@@ -69,17 +69,21 @@ MIGRATIONS: list[list[str]] = [
 ]
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class SqlStore(Store):
-    """``Store`` on a DB-API module through an adbapi connection pool."""
+    """``Store`` on a DB-API module through an adbapi connection pool.
+
+    ``clock`` stamps archived items (the reactor in production, a ``Clock`` in tests).
+    """
 
     def __init__(
-        self, dialect: str, pool_factory: Callable[[], adbapi.ConnectionPool], integrity: type[Exception]
+        self,
+        dialect: str,
+        pool_factory: Callable[[], adbapi.ConnectionPool],
+        integrity: type[Exception],
+        clock: IReactorTime,
     ) -> None:
         self.dialect = dialect
+        self._clock = clock
         self._pool_factory = pool_factory
         self._pool: adbapi.ConnectionPool | None = None
         self._integrity: type[Exception] = integrity
@@ -87,7 +91,10 @@ class SqlStore(Store):
         self._failed = False
 
     @classmethod
-    def from_url(cls, url: str, reactor: Any) -> SqlStore:
+    def from_url(cls, url: str, reactor: Any, clock: IReactorTime | None = None) -> SqlStore:
+        """The store for ``url``; its pool runs on ``reactor``'s threads, stamps come from
+        ``clock`` (default: ``reactor``)."""
+        clock = reactor if clock is None else clock
         if url.startswith("sqlite://"):
             import sqlite3
 
@@ -108,7 +115,7 @@ class SqlStore(Store):
                     cp_noisy=False,
                 )
 
-            return cls("sqlite", sqlite_pool, sqlite3.IntegrityError)
+            return cls("sqlite", sqlite_pool, sqlite3.IntegrityError, clock)
         if url.startswith(("postgresql://", "postgres://")):
             try:
                 import psycopg2
@@ -120,10 +127,19 @@ class SqlStore(Store):
                     "psycopg2", url, cp_min=1, cp_max=4, cp_reactor=reactor, cp_noisy=False, cp_reconnect=True
                 )
 
-            return cls("postgresql", postgres_pool, psycopg2.IntegrityError)
+            return cls("postgresql", postgres_pool, psycopg2.IntegrityError, clock)
         raise StoreError("storage.url: expected sqlite:///path or postgresql://...")
 
     # -- plumbing
+
+    def _now_ms(self) -> int:
+        # Read on a pool thread, as time.time was: a reactor's or a Clock's seconds() only
+        # reads the time, which is safe from any thread.
+        return int(self._clock.seconds() * 1000)
+
+    def is_archive_id(self, text: str) -> bool:
+        """Archive ids here are the archive table's row numbers, in decimal."""
+        return text.isascii() and text.isdigit() and len(text) <= 18
 
     def _sql(self, statement: str) -> str:
         if self.dialect == "postgresql":
@@ -244,7 +260,7 @@ class SqlStore(Store):
     def _create(self, cursor: Any, room: Room, notice: NewArchiveItem | None) -> list[ArchivedItem]:
         if self._exec(cursor, "SELECT 1 FROM rooms WHERE room_id = ?", (room.room_id,)).fetchone() is not None:
             raise RoomExists(room.room_id)
-        now = _now_ms()
+        now = self._now_ms()
         try:
             self._exec(
                 cursor,
@@ -264,7 +280,7 @@ class SqlStore(Store):
     def _update(
         self, cursor: Any, room_id: str, expected: str, room: Room | None, archive: list[NewArchiveItem]
     ) -> list[ArchivedItem]:
-        now = _now_ms()
+        now = self._now_ms()
         if room is None:
             self._exec(cursor, "DELETE FROM rooms WHERE room_id = ? AND version = ?", (room_id, expected))
             if cursor.rowcount != 1:
@@ -292,7 +308,7 @@ class SqlStore(Store):
     def _archive_message(self, cursor: Any, room_id: str, item: NewArchiveItem) -> ArchivedItem | None:
         if self._exec(cursor, "SELECT 1 FROM rooms WHERE room_id = ?", (room_id,)).fetchone() is None:
             return None
-        return self._append(cursor, room_id, item, _now_ms())
+        return self._append(cursor, room_id, item, self._now_ms())
 
     async def archive_message(self, room_id: str, item: NewArchiveItem) -> ArchivedItem | None:
         return await self._run(self._archive_message, room_id, item)
@@ -335,7 +351,7 @@ class SqlStore(Store):
 
     async def query_archive(self, room_id: str, query: ArchiveQuery) -> ArchivePage:
         for archive_id in (query.after_id, query.before_id):
-            if archive_id is not None and not is_archive_id(archive_id):
+            if archive_id is not None and not self.is_archive_id(archive_id):
                 raise StoreError("not an archive id")
         return await self._run(self._query, room_id, query)
 
@@ -380,11 +396,6 @@ class SqlStore(Store):
         if not users:
             return set()
         return await self._run(self._blocking, users, room_jid, by)
-
-
-def is_archive_id(text: str) -> bool:
-    """Whether ``text`` can be an archive id of this store (a decimal row number)."""
-    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def _sqlite_setup(connection: Any) -> None:

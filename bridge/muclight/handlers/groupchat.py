@@ -1,0 +1,78 @@
+"""Groupchat messages to MUC Light rooms: archived, then broadcast to the occupants.
+
+The room keeps the sender's payloads (without stanza-level namespaces, and without any
+``stanza-id`` but its own, XEP-0359), sends it as ``room@service/sender-bare-JID`` to
+every available full JID of every occupant (RFC 6121 8.5.2.1.1: never to a bare JID),
+stamped with the archive id.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from twisted.words.protocols.jabber.error import StanzaError
+from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
+
+from bridge.muclight.handlers.base import MucLightHandler
+from bridge.protocol.jid import parse
+from bridge.protocol.namespaces import NS_SID
+from bridge.protocol.xml import to_xml
+from bridge.store import NewArchiveItem
+
+STANZA_NAMESPACES = ("jabber:component:accept", "jabber:client", "jabber:server")
+
+
+def plain(element: domish.Element) -> domish.Element:
+    """``element`` with stanza-level namespaces removed, so it serialises the same on any
+    stream and in the archive (where it is parsed back as ``jabber:client``)."""
+    if element.uri in STANZA_NAMESPACES:
+        element.uri = None
+    if element.defaultUri in STANZA_NAMESPACES:
+        element.defaultUri = None
+    for each in element.elements():
+        plain(each)
+    return element
+
+
+class GroupchatHandler(MucLightHandler):
+    """Takes messages to room JIDs; ``PresenceHandler`` takes bounces and messages to the
+    service JID."""
+
+    def connectionInitialized(self) -> None:
+        self.xmlstream.addObserver("/message", self._on_message)
+
+    def _on_message(self, message: domish.Element) -> None:
+        to, sender = parse(message.getAttribute("to")), parse(message.getAttribute("from"))
+        if message.getAttribute("type") == "error" or to is None or sender is None or to.user is None:
+            return
+        message.handled = True  # type: ignore[attr-defined]
+        self.handle(message, self._to_room(message, to.user, sender))
+
+    async def _to_room(self, message: domish.Element, room_id: str, sender: JID) -> None:
+        if message.getAttribute("type") != "groupchat" or not sender.user:
+            raise StanzaError("bad-request", text="Rooms take groupchat messages")
+        user = sender.userhost()
+
+        async def work() -> None:
+            await self._broadcast(message, room_id, user)
+
+        await self.state.in_room(room_id, work)
+
+    async def _broadcast(self, message: domish.Element, room_id: str, user: str) -> None:
+        room = await self.state.occupied(room_id, user)
+        room_jid = self.state.room_jid(room_id)
+        broadcast = domish.Element((None, "message"))
+        stanza_id = message.getAttribute("id") or uuid.uuid4().hex
+        broadcast["from"], broadcast["type"], broadcast["id"] = f"{room_jid}/{user}", "groupchat", stanza_id
+        for element in list(message.elements()):
+            if element.uri == NS_SID and element.name == "stanza-id":
+                continue  # only the room stamps its archive ids
+            broadcast.addChild(plain(element))
+        item = await self.store.archive_message(room_id, NewArchiveItem(stanza_id, "message", user, to_xml(broadcast)))
+        if item is None:
+            raise StanzaError("item-not-found")
+        sid = broadcast.addElement((NS_SID, "stanza-id"))
+        sid["id"], sid["by"] = item.archive_id, room_jid
+        for jid in room.occupants:
+            self.deliver(jid, broadcast)
