@@ -20,9 +20,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import harness.prosody
-from harness.prosody import ProsodyServer
-from harness.server import free_port, wait_for_port
+import tests.servers.prosody
+from tests.servers.prosody import ProsodyServer
+from tests.servers.server import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
@@ -72,7 +72,7 @@ exec prosody "$@"
 
 
 def start_prosody(workdir: Path, archive: str) -> ProsodyServer:
-    """Prosody from harness.prosody with ``archive`` "off" (no mod_mam) or "sql" (SQLite).
+    """Prosody from tests.servers.prosody with ``archive`` "off" (no mod_mam) or "sql" (SQLite).
 
     Thousands of sessions need more than the 1,024 files runuser leaves Prosody (and
     prlimit on another user's process needs CAP_SYS_RESOURCE), so Prosody starts through
@@ -83,12 +83,12 @@ def start_prosody(workdir: Path, archive: str) -> ProsodyServer:
     wrapper = workdir / "prosody-wrapper.sh"
     wrapper.write_text(PROSODY_WRAPPER)
     wrapper.chmod(0o755)
-    saved = harness.prosody.PROSODY
-    harness.prosody.PROSODY = str(wrapper)
+    saved = tests.servers.prosody.PROSODY
+    tests.servers.prosody.PROSODY = str(wrapper)
     try:
         server.start()
     finally:
-        harness.prosody.PROSODY = saved
+        tests.servers.prosody.PROSODY = saved
     return server
 
 

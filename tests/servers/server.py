@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.tls import CertificateFiles
+from tests.servers.tls import CertificateFiles
 
 
 def free_port() -> int:

@@ -16,8 +16,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from harness.server import XmppTestServer, wait_for_port
-from harness.tls import make_certificates
+from tests.servers.server import XmppTestServer, wait_for_port
+from tests.servers.tls import make_certificates
 
 # BRIDGE_PROSODY: another Prosody's launcher, e.g. a backports package unpacked with
 # ``dpkg-deb -x`` whose CFG_SOURCEDIR points into it; its own modules directory is used.

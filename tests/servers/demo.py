@@ -1,4 +1,4 @@
-"""Run the bridge against a local Prosody it starts: ``python3 -m harness.demo``.
+"""Run the bridge against a local Prosody it starts: ``python3 -m tests.servers.demo``.
 
 Starts Debian's Prosody on free loopback ports with the users alice@localhost and
 bob@localhost (password ``secret``), writes a bridge config next to it (SQLite store,
@@ -15,14 +15,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.prosody import ProsodyServer
+from tests.servers.prosody import ProsodyServer
 
 USERS = ("alice", "bob")
 PASSWORD = "secret"
 
 
 def demo_config(server: ProsodyServer, workdir: Path, http_port: int) -> str:
-    return f"""# Written by harness.demo for a throw-away Prosody; see etc/bridge.toml for every key.
+    return f"""# Written by tests.servers.demo for a throw-away Prosody; see etc/bridge.toml for every key.
 [http]
 endpoint = "tcp:{http_port}:interface=127.0.0.1"
 
