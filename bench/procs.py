@@ -20,7 +20,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import tests.servers.prosody
 from tests.servers.prosody import ProsodyServer
 from tests.servers.server import free_port, wait_for_port
 
@@ -78,17 +77,12 @@ def start_prosody(workdir: Path, archive: str) -> ProsodyServer:
     prlimit on another user's process needs CAP_SYS_RESOURCE), so Prosody starts through
     a wrapper that raises its own soft limit to the hard one.
     """
-    server = ProsodyServer(archive=archive, workdir=workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     wrapper = workdir / "prosody-wrapper.sh"
     wrapper.write_text(PROSODY_WRAPPER)
     wrapper.chmod(0o755)
-    saved = tests.servers.prosody.PROSODY
-    tests.servers.prosody.PROSODY = str(wrapper)
-    try:
-        server.start()
-    finally:
-        tests.servers.prosody.PROSODY = saved
+    server = ProsodyServer(archive=archive, workdir=workdir, launcher=str(wrapper))
+    server.start()
     return server
 
 

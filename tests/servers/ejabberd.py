@@ -40,11 +40,11 @@ from typing import Any
 
 import yaml
 
+from bridge.demo.tls import make_certificates
 from tests.servers.server import XmppTestServer, free_port, wait_for_port
-from tests.servers.tls import make_certificates
 
 EJABBERDCTL = "/usr/sbin/ejabberdctl"
-SNIPPET = Path(__file__).resolve().parent.parent / "etc" / "ejabberd-component.yml"
+SNIPPET = Path(__file__).resolve().parents[2] / "etc" / "ejabberd-component.yml"
 # The example names in the snippet that the harness replaces with the run's.
 SNIPPET_COMPONENT = "muclight.localhost"
 SNIPPET_PORT = 5347

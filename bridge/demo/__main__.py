@@ -1,4 +1,4 @@
-"""Run the bridge against a local Prosody it starts: ``python3 -m tests.servers.demo``.
+"""Run the bridge against a local Prosody it starts: ``python3 -m bridge.demo``.
 
 Starts Debian's Prosody on free loopback ports with the users alice@localhost and
 bob@localhost (password ``secret``), writes a bridge config next to it (SQLite store,
@@ -15,14 +15,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.servers.prosody import ProsodyServer
+from bridge.demo.prosody import Prosody
 
 USERS = ("alice", "bob")
 PASSWORD = "secret"
 
 
-def demo_config(server: ProsodyServer, workdir: Path, http_port: int) -> str:
-    return f"""# Written by tests.servers.demo for a throw-away Prosody; see etc/bridge.toml for every key.
+def demo_config(server: Prosody, workdir: Path, http_port: int) -> str:
+    return f"""# Written by bridge.demo for a throw-away Prosody; see etc/bridge.toml for every key.
 [http]
 endpoint = "tcp:{http_port}:interface=127.0.0.1"
 
@@ -51,7 +51,7 @@ def main() -> int:
     # SIGTERM (kill, timeout) must run the finally below too, or Prosody outlives the demo.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     workdir = Path(tempfile.mkdtemp(prefix="bridge-demo-"))
-    server = ProsodyServer()
+    server = Prosody()
     server.start()
     try:
         for user in USERS:
