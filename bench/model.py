@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.measure import fmt
 from bench.procs import Profiler, Worker, start_prosody
-from harness.prosody import ProsodyServer
+from tests.servers.prosody import ProsodyServer
 
 
 @dataclass(frozen=True)

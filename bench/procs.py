@@ -20,9 +20,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import harness.prosody
-from harness.prosody import ProsodyServer
-from harness.server import free_port, wait_for_port
+from tests.servers.prosody import ProsodyServer
+from tests.servers.server import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
@@ -72,23 +71,18 @@ exec prosody "$@"
 
 
 def start_prosody(workdir: Path, archive: str) -> ProsodyServer:
-    """Prosody from harness.prosody with ``archive`` "off" (no mod_mam) or "sql" (SQLite).
+    """Prosody from tests.servers.prosody with ``archive`` "off" (no mod_mam) or "sql" (SQLite).
 
     Thousands of sessions need more than the 1,024 files runuser leaves Prosody (and
     prlimit on another user's process needs CAP_SYS_RESOURCE), so Prosody starts through
     a wrapper that raises its own soft limit to the hard one.
     """
-    server = ProsodyServer(archive=archive, workdir=workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     wrapper = workdir / "prosody-wrapper.sh"
     wrapper.write_text(PROSODY_WRAPPER)
     wrapper.chmod(0o755)
-    saved = harness.prosody.PROSODY
-    harness.prosody.PROSODY = str(wrapper)
-    try:
-        server.start()
-    finally:
-        harness.prosody.PROSODY = saved
+    server = ProsodyServer(archive=archive, workdir=workdir, launcher=str(wrapper))
+    server.start()
     return server
 
 

@@ -4,7 +4,7 @@ The orchestrator (``bench.procs.Worker``) writes one JSON spec line on stdin, wa
 ``{"event": "ready"}``, then sends JSON commands, one per line; each command is answered
 by one JSON line with the same ``event`` name (or ``error``).
 
-Clients log in with Twisted's own XMPP stack (``harness.xmpp_client``, none of the
+Clients log in with Twisted's own XMPP stack (``tests.servers.xmpp_client``, none of the
 bridge's code) and then read the decrypted stream as bytes instead of parsing it: a
 benchmark client that builds a DOM for every stanza would measure itself, not the server.
 Each message body carries its send time (``bench:<Unix microseconds>:``), so whichever
@@ -35,7 +35,7 @@ from twisted.words.protocols.jabber import client, xmlstream
 from twisted.words.protocols.jabber.jid import JID
 
 from bridge.xmpp.archive import build_query
-from harness.xmpp_client import PlainClient
+from tests.servers.xmpp_client import PlainClient
 
 STAMP = re.compile(rb"bench:(\d+):")
 ACK = re.compile(rb"<iq\b[^>]*?\sid=['\"](b\d+)['\"]")
@@ -107,7 +107,7 @@ def acknowledge_promptly(xs: xmlstream.XmlStream) -> None:
 
 
 async def connect_client(host: str, port: int, jid: str, password: str, ca_file: str, resource: str) -> PlainClient:
-    """harness.xmpp_client.connect_client, with prompt ACKs."""
+    """tests.servers.xmpp_client.connect_client, with prompt ACKs."""
     full = JID(f"{jid}/{resource}")
     trust = ssl.Certificate.loadPEM(_read(ca_file))
     factory = client.XMPPClientFactory(full, password, ssl.optionsForClientTLS(full.host, trust))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
-from harness.ejabberd import EjabberdServer
+from tests.servers.ejabberd import EjabberdServer
 
 
 class ConfigTests(unittest.TestCase):

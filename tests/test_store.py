@@ -20,7 +20,7 @@ from bridge.store import (
     VersionConflict,
     open_store,
 )
-from harness.postgres import fresh_database, postgres_url
+from tests.servers.postgres import fresh_database, postgres_url
 
 
 def item(text: str, sender: str | None = "a@x") -> NewArchiveItem:

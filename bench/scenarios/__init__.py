@@ -1,6 +1,6 @@
 """The benchmark scenarios; each appends rows (figures) and targets (verdicts) to a Run.
 
-Servers, deliberately configured per scenario (harness.prosody.ProsodyServer):
+Servers, deliberately configured per scenario (tests.servers.prosody.ProsodyServer):
 * ``archive="off"``: no mod_mam at all, so routing is all Prosody does (send, sse, cold);
 * ``archive="sql"``: mod_mam with ``storage = { archive = "sql" }`` in SQLite (archive,
   and the send baselines "archive on").

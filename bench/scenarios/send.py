@@ -8,7 +8,7 @@ from typing import Any
 from bench.measure import CpuMeter, basic, fmt, lines_file, now_us, write_profile
 from bench.model import Row, Run, Target
 from bench.procs import Bridge, Floor, prosody_pid, wrk
-from harness.prosody import ProsodyServer
+from tests.servers.prosody import ProsodyServer
 
 
 def scenario_send(run: Run) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from bench.measure import CpuMeter, fmt, has_route, now_us
 from bench.model import Row, Run, Target
 from bench.procs import BenchError, Bridge, Worker, open_files_limit, prosody_pid
-from harness.prosody import ProsodyServer
+from tests.servers.prosody import ProsodyServer
 
 
 def scenario_sse(run: Run) -> None:

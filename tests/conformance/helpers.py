@@ -13,9 +13,9 @@ from twisted.internet.task import deferLater
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.xish import domish
 
-from harness.xmpp_client import PlainClient
 from tests.integration.base import BridgeTestCase, Reply, basic
 from tests.integration.test_sse import SseReader
+from tests.servers.xmpp_client import PlainClient
 
 NS_MUCLIGHT = "urn:xmpp:muclight:0"
 NS_CREATE = NS_MUCLIGHT + "#create"

@@ -7,7 +7,6 @@ from typing import Any
 
 from twisted.words.xish import domish
 
-from harness.xmpp_client import PlainClient
 from tests.conformance.helpers import (
     NS_ROSTER,
     ConformanceCase,
@@ -17,6 +16,7 @@ from tests.conformance.helpers import (
     next_roster_push,
     round_trip,
 )
+from tests.servers.xmpp_client import PlainClient
 
 
 def contact(jid: str, subscription: str = "none", ask: str = "none") -> dict[str, str]:

@@ -9,8 +9,8 @@ from typing import Any
 
 from twisted.words.xish import domish
 
-from harness.xmpp_client import NS_PROPERTIES, PlainClient
 from tests.conformance.helpers import ConformanceCase, User, next_chat, now_ms, round_trip, sleep
+from tests.servers.xmpp_client import NS_PROPERTIES, PlainClient
 
 
 def stanza(to: str, stanza_id: str, body: str) -> domish.Element:

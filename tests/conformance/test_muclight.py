@@ -12,7 +12,6 @@ import contextlib
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.xish import domish
 
-from harness.xmpp_client import PlainClient
 from tests.conformance.helpers import (
     NS_AFFILIATIONS,
     NS_BLOCKING,
@@ -41,6 +40,7 @@ from tests.conformance.helpers import (
     version,
     x_of,
 )
+from tests.servers.xmpp_client import PlainClient
 
 
 class MucLightCase(ConformanceCase):

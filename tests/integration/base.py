@@ -10,8 +10,8 @@ from twisted.internet import defer, reactor
 from twisted.trial import unittest
 from twisted.web.http_headers import Headers
 
-from harness.fixture import RunningBridge, new_user, start_bridge, xmpp_client, xmpp_server
-from harness.xmpp_client import PlainClient
+from tests.servers.fixture import RunningBridge, new_user, start_bridge, xmpp_client, xmpp_server
+from tests.servers.xmpp_client import PlainClient
 
 
 def basic(jid: str, password: str) -> str:

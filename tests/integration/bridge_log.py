@@ -1,6 +1,6 @@
 """What the in-process bridge logs during a test: tracebacks and the access log's statuses.
 
-Integration tests run the bridge on this process's reactor (``harness.fixture.start_bridge``),
+Integration tests run the bridge on this process's reactor (``tests.servers.fixture.start_bridge``),
 so everything it logs passes through ``twisted.logger.globalLogPublisher``. Bad input must
 never produce a traceback nor a 500 (helper-common.md); the hostile-input tests install a
 ``BridgeLog`` for their whole run and assert on it at the end.

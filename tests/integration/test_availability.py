@@ -8,10 +8,10 @@ from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial import unittest
 
-from harness.fixture import RunningBridge, bridge_config
-from harness.prosody import ProsodyServer
-from harness.server import free_port
 from tests.integration.base import Reply, basic
+from tests.servers.fixture import RunningBridge, bridge_config
+from tests.servers.prosody import ProsodyServer
+from tests.servers.server import free_port
 
 
 class AvailabilityTests(unittest.TestCase):

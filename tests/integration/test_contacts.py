@@ -14,8 +14,8 @@ from twisted.words.xish import domish
 
 from bridge.api.contacts import as_given
 from bridge.protocol.namespaces import NS_ROSTER
-from harness.xmpp_client import PlainClient
 from tests.integration.base import BridgeTestCase
+from tests.servers.xmpp_client import PlainClient
 
 User = tuple[str, str]
 

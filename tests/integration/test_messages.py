@@ -11,9 +11,9 @@ from twisted.words.xish import domish
 from bridge.muclight.protocol import parse_element
 from bridge.protocol.convert import properties_of
 from bridge.xmpp.archive import build_query, parse_result
-from harness.prosody import ProsodyServer
-from harness.xmpp_client import PlainClient, smack_message
 from tests.integration.base import BridgeTestCase
+from tests.servers.prosody import ProsodyServer
+from tests.servers.xmpp_client import PlainClient, smack_message
 
 
 class SendMessageTests(BridgeTestCase):

@@ -10,9 +10,9 @@ from typing import Any
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.xish import domish
 
-from harness.xmpp_client import PlainClient
 from tests.integration.test_rooms import NS_AFFILIATIONS, RoomsTestCase, next_groupchat, notice_users, round_trip
 from tests.integration.test_sse import SseTestCase
+from tests.servers.xmpp_client import PlainClient
 
 NS_MUCLIGHT = "urn:xmpp:muclight:0"
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"

@@ -22,10 +22,10 @@ from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from bridge.logs import event_record
-from harness.fixture import RunningBridge, bridge_config, new_user, xmpp_server
-from harness.server import free_port, wait_for_port
 from tests.integration.base import BridgeTestCase, basic
 from tests.integration.test_twistd import twistd
+from tests.servers.fixture import RunningBridge, bridge_config, new_user, xmpp_server
+from tests.servers.server import free_port, wait_for_port
 
 
 class RawClient(protocol.Protocol):

@@ -9,9 +9,9 @@ from typing import Any
 from twisted.internet import reactor, task
 from twisted.words.xish import domish
 
-from harness.prosody import ProsodyServer
-from harness.xmpp_client import PlainClient
 from tests.integration.base import BridgeTestCase, Reply
+from tests.servers.prosody import ProsodyServer
+from tests.servers.xmpp_client import PlainClient
 
 NS_AFFILIATIONS = "urn:xmpp:muclight:0#affiliations"
 

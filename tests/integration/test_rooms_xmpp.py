@@ -16,11 +16,11 @@ from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.xish import domish
 
 from bridge.muclight.component import ComponentConnection
-from harness.fixture import start_bridge
-from harness.prosody import ProsodyServer
-from harness.xmpp_client import PlainClient, connect_client
 from tests.integration.base import BridgeTestCase
 from tests.integration.test_rooms import RoomsTestCase, next_groupchat, notice_users, round_trip
+from tests.servers.fixture import start_bridge
+from tests.servers.prosody import ProsodyServer
+from tests.servers.xmpp_client import PlainClient, connect_client
 
 NS = "urn:xmpp:muclight:0"
 NS_MAM = "urn:xmpp:mam:2"

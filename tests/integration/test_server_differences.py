@@ -1,7 +1,7 @@
 """Where Prosody 0.12 and 13 and ejabberd 23.01 and 24.12 differ, and how the bridge copes: run on all.
 
 Each test names the server behaviour it covers. ``BRIDGE_TEST_SERVER`` picks the server
-(see ``harness.fixture``); every test here passes on either.
+(see ``tests.servers.fixture``); every test here passes on either.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from twisted.words.xish import domish
 
 from bridge.protocol.namespaces import NS_CARBONS, NS_MAM
 from bridge.xmpp.capabilities import ServerFeatures, discover
-from harness.fixture import XmppServer, server_class, start_bridge
 from tests.integration.base import BridgeTestCase
+from tests.servers.fixture import XmppServer, server_class, start_bridge
 
 
 class LogCapture:

@@ -20,10 +20,10 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from zope.interface import implementer
 
-from harness.browser import HeadlessChromium, chromium_paths
-from harness.fixture import RunningBridge, bridge_config
-from harness.xmpp_client import PlainClient, smack_message
 from tests.integration.base import BridgeTestCase, basic
+from tests.servers.browser import HeadlessChromium, chromium_paths
+from tests.servers.fixture import RunningBridge, bridge_config
+from tests.servers.xmpp_client import PlainClient, smack_message
 
 NS_CARBONS = "urn:xmpp:carbons:2"
 NS_FORWARD = "urn:xmpp:forward:0"

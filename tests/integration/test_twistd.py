@@ -12,8 +12,8 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
-from harness.fixture import new_user, xmpp_server
-from harness.server import free_port, wait_for_port
+from tests.servers.fixture import new_user, xmpp_server
+from tests.servers.server import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]

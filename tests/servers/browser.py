@@ -25,7 +25,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from harness.server import free_port
+from tests.servers.server import free_port
 
 CHROMIUM_FLAGS = [
     "--headless",

@@ -1,8 +1,8 @@
-"""A throw-away certificate authority and server certificate for test servers.
+"""A throw-away certificate authority and server certificate for a local XMPP server.
 
-The XMPP servers started by the harness offer STARTTLS only with a certificate, and the
-bridge verifies it against ``xmpp.ca_file`` exactly as in production, so every run makes a
-fresh CA and a leaf certificate for the test domains.
+The Prosody of the demo and the servers of the tests offer STARTTLS only with a
+certificate, and the bridge verifies it against ``xmpp.ca_file`` exactly as in production,
+so every run makes a fresh CA and a leaf certificate for its domains.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Run Debian's ejabberd 23.01 on free loopback ports for tests, as the second server.
 
-Same interface as ``harness.prosody.ProsodyServer``. The server is real: c2s with STARTTLS
+Same interface as ``tests.servers.prosody.ProsodyServer``. The server is real: c2s with STARTTLS
 on the certificate made for the run (ejabberd wants certificate and key in one PEM), SASL,
 roster, carbons, MAM, stream management, offline storage and the MUC Light component from
 ``etc/ejabberd-component.yml``: the harness loads that admin snippet, renames its example
@@ -40,11 +40,11 @@ from typing import Any
 
 import yaml
 
-from harness.server import XmppTestServer, free_port, wait_for_port
-from harness.tls import make_certificates
+from bridge.demo.tls import make_certificates
+from tests.servers.server import XmppTestServer, free_port, wait_for_port
 
 EJABBERDCTL = "/usr/sbin/ejabberdctl"
-SNIPPET = Path(__file__).resolve().parent.parent / "etc" / "ejabberd-component.yml"
+SNIPPET = Path(__file__).resolve().parents[2] / "etc" / "ejabberd-component.yml"
 # The example names in the snippet that the harness replaces with the run's.
 SNIPPET_COMPONENT = "muclight.localhost"
 SNIPPET_PORT = 5347
@@ -154,7 +154,7 @@ class EjabberdServer(XmppTestServer):
 
     def _ctl_config(self) -> str:
         return (
-            "# Written by harness/ejabberd.py; replaces /etc/ejabberd/ejabberdctl.cfg.\n"
+            "# Written by tests/servers/ejabberd.py; replaces /etc/ejabberd/ejabberdctl.cfg.\n"
             f"ERLANG_NODE={self.node}\n"
             f"ERL_DIST_PORT={self.dist_port}\n"
             'INET_DIST_INTERFACE="127.0.0.1"\n'

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from harness.server import free_port, wait_for_port
+from tests.servers.server import free_port, wait_for_port
 
 _url: str | None = None
 _tried = False

@@ -21,9 +21,9 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from bridge.config import Config, HttpConfig, MucLightConfig, StorageConfig, XmppConfig
 from bridge.tap import build
-from harness.ejabberd import EjabberdServer
-from harness.prosody import ProsodyServer
-from harness.xmpp_client import PlainClient, connect_client
+from tests.servers.ejabberd import EjabberdServer
+from tests.servers.prosody import ProsodyServer
+from tests.servers.xmpp_client import PlainClient, connect_client
 
 XmppServer = ProsodyServer | EjabberdServer
 # Which server the integration tests run against: BRIDGE_TEST_SERVER=prosody (default) or ejabberd.
