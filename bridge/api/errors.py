@@ -100,18 +100,19 @@ def _stanza_error(error: StanzaError) -> ApiError:
 
 def as_api_error(failure: Failure) -> ApiError:
     """The ApiError a failure is answered with; unexpected ones are logged here."""
-    if failure.check(ApiError):
-        return failure.value
-    if failure.check(ServerUnavailable):
+    error = failure.value
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, ServerUnavailable):
         return ApiError(503, "XMPP server unavailable", {"Retry-After": RETRY_AFTER_UNAVAILABLE})
-    if failure.check(ServerTimeout):
+    if isinstance(error, ServerTimeout):
         return ApiError(504, "XMPP server timeout")
-    if failure.check(FeatureUnavailable):
-        return ApiError(501, str(failure.value))
-    if failure.check(RoomError):
-        return ApiError(ROOM_STATUS.get(type(failure.value), 403), failure.value.message)
-    if failure.check(StanzaError):
-        return _stanza_error(failure.value)
+    if isinstance(error, FeatureUnavailable):
+        return ApiError(501, str(error))
+    if isinstance(error, RoomError):
+        return ApiError(ROOM_STATUS.get(type(error), 403), error.message)
+    if isinstance(error, StanzaError):
+        return _stanza_error(error)
     log.failure("Unexpected error answering a request", failure)
     return ApiError(500, "Internal server error")
 

@@ -62,14 +62,16 @@ class _SASLInitializer(sasl.SASLInitiatingInitializer):
         mechanisms = sasl.get_mechanisms(self.xmlstream)
         jid, password = authenticator.jid, authenticator.password
         plain_allowed = authenticator.encrypted or authenticator.tls_mode == "disabled"
+        mechanism: sasl_mechanisms.ISASLMechanism
         if "PLAIN" in mechanisms and plain_allowed:
-            self.mechanism = sasl_mechanisms.Plain(None, jid.user, password)
+            mechanism = sasl_mechanisms.Plain(None, jid.user, password)
         elif "DIGEST-MD5" in mechanisms:
-            self.mechanism = sasl_mechanisms.DigestMD5("xmpp", jid.host, None, jid.user, password)
+            mechanism = sasl_mechanisms.DigestMD5("xmpp", jid.host, None, jid.user, password)
         elif "PLAIN" in mechanisms:
             raise PlaintextRefused("the stream is not encrypted; refusing to send the password")
         else:
             raise sasl.SASLNoAcceptableMechanism()
+        self.mechanism = mechanism  # type: ignore[assignment]  # Twisted's attribute is inferred as DigestMD5
 
 
 class SessionAuthenticator(client.XMPPAuthenticator):

@@ -163,7 +163,7 @@ class Session(StreamManager):
 
 def _login_failure(reason: Failure) -> Exception:
     """Turn whatever ended a login into one of the bridge's errors."""
-    if reason.check(sasl.SASLAuthError):
+    if isinstance(reason.value, sasl.SASLAuthError):
         return AuthenticationFailed(f"SASL failure: {reason.value.condition}")
     if reason.check(PlaintextRefused, sasl.SASLNoAcceptableMechanism):
         log.error("Cannot log in: {why}", why=reason.getErrorMessage() or "no acceptable SASL mechanism")
@@ -174,7 +174,7 @@ def _login_failure(reason: Failure) -> Exception:
     if reason.check(SSL.Error):
         log.error("TLS handshake with the XMPP server failed: {why}", why=reason.getErrorMessage())
         return ServerUnavailable("TLS handshake failed")
-    if reason.check(ServerUnavailable, ServerTimeout, AuthenticationFailed):
+    if isinstance(reason.value, (ServerUnavailable, ServerTimeout, AuthenticationFailed)):
         return reason.value
     if reason.check(defer.TimeoutError, defer.CancelledError):
         return ServerTimeout("logging in to the XMPP server took too long")
