@@ -108,8 +108,10 @@ def attach_handlers(session: Session) -> None:
     """A ``session_opened`` hook: the protocol handlers the REST calls use on every session.
 
     Attached before any presence goes out, so the roster handler sees the subscription
-    requests the server re-sends then (``bridge.xmpp.roster``). Live events are attached by
-    the event hub when the session's first stream opens (``bridge.events``).
+    requests the server re-sends then (``bridge.xmpp.roster``) and the presence tracker
+    every contact presence the server sends a newly available session
+    (``bridge.xmpp.presence``). Live events are attached by the event hub when the
+    session's first stream opens (``bridge.events``).
     """
     archive = session.attach(ArchiveClient())
     session.attach(RosterClient())
