@@ -22,6 +22,7 @@ from bridge.api.auth import Authenticator
 from bridge.api.contacts import ContactsApi
 from bridge.api.docs import load_spec
 from bridge.api.messages import MessagesApi
+from bridge.api.presence import PresenceApi
 from bridge.api.rooms import RoomsApi
 from bridge.api.root import ApiGroups, BridgeApi
 from bridge.api.sse import SseApi
@@ -41,6 +42,7 @@ from bridge.xmpp.archive import ArchiveClient
 from bridge.xmpp.capabilities import CapabilityCheck
 from bridge.xmpp.muclight_client import MucLightClient
 from bridge.xmpp.pool import SessionPool
+from bridge.xmpp.presence import PresenceTracker
 from bridge.xmpp.roster import RosterClient
 from bridge.xmpp.session import ConnectSettings, Session
 
@@ -106,12 +108,15 @@ def attach_handlers(session: Session) -> None:
     """A ``session_opened`` hook: the protocol handlers the REST calls use on every session.
 
     Attached before any presence goes out, so the roster handler sees the subscription
-    requests the server re-sends then (``bridge.xmpp.roster``). Live events are attached by
-    the event hub when the session's first stream opens (``bridge.events``).
+    requests the server re-sends then (``bridge.xmpp.roster``) and the presence tracker
+    every contact presence the server sends a newly available session
+    (``bridge.xmpp.presence``). Live events are attached by the event hub when the
+    session's first stream opens (``bridge.events``).
     """
     archive = session.attach(ArchiveClient())
     session.attach(RosterClient())
     session.attach(MucLightClient(archive))
+    session.attach(PresenceTracker())
 
 
 def _endpoint(reactor: Any, description: str, key: str) -> Any:
@@ -185,6 +190,7 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
         contacts=ContactsApi(auth),
         sse=SseApi(auth, events, tokens, reactor, config.sse, config.http.realm, streams),
         rooms=RoomsApi(auth, config.muclight.service),
+        presence=PresenceApi(auth, config.muclight.service, config.sse.priority),
     )
     limits = RequestLimits(reactor, config.limits, pool, throttle)
     metrics.watch_streams(lambda: streams.open_streams)

@@ -136,6 +136,14 @@ class RoomsApi:
         client = await self._client(request)
         return room_info_json(await client.info(self.room(room_id)))
 
+    @app.route("/<string:room_id>", methods=["DELETE"])
+    @json_route
+    async def destroy(self, request: Request, room_id: str) -> Response:
+        """Destroy the room (owner): 403 for a member or outsider, 404 for an unknown room."""
+        client = await self._client(request)
+        await client.destroy(self.room(room_id))
+        return Response(204)
+
     @app.route("/<string:room_id>/config", methods=["PUT"])
     @json_route
     async def configure(self, request: Request, room_id: str) -> Response:

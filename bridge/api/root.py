@@ -17,6 +17,7 @@ from bridge.api.contacts import ContactsApi
 from bridge.api.docs import DocsApi
 from bridge.api.errors import write_json
 from bridge.api.messages import MessagesApi
+from bridge.api.presence import PresenceApi
 from bridge.api.rendering import json_errors
 from bridge.api.rooms import RoomsApi
 from bridge.api.sse import SseApi
@@ -31,6 +32,7 @@ class ApiGroups:
     sse: SseApi
     contacts: ContactsApi
     rooms: RoomsApi
+    presence: PresenceApi
 
 
 class BridgeApi:
@@ -54,6 +56,10 @@ class BridgeApi:
     @app.route("/api/rooms", branch=True)
     def rooms(self, request: Request) -> Resource:
         return self._groups.rooms.app.resource()
+
+    @app.route("/api/presence", branch=True)
+    def presence(self, request: Request) -> Resource:
+        return self._groups.presence.app.resource()
 
     @app.route("/api/sse", branch=True)
     def sse(self, request: Request) -> Resource:

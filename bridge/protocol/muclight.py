@@ -18,7 +18,7 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from bridge.protocol.jid import parse
-from bridge.protocol.namespaces import NS_AFFILIATIONS, NS_CONFIGURATION, NS_CREATE, NS_INFO
+from bridge.protocol.namespaces import NS_AFFILIATIONS, NS_CONFIGURATION, NS_CREATE, NS_DESTROY, NS_INFO
 from bridge.protocol.xml import child, is_xml_text
 
 # The bridge's application-specific error condition (in ``NS_BRIDGE_ERRORS``): the room
@@ -85,6 +85,12 @@ def affiliation_query(user: str, affiliation: str) -> domish.Element:
     query = domish.Element((NS_AFFILIATIONS, "query"))
     query.addElement("user", content=user)["affiliation"] = affiliation
     return query
+
+
+def destroy_query() -> domish.Element:
+    """A ``#destroy`` payload: MongooseIM's ``<query xmlns='urn:xmpp:muclight:0#destroy'/>``,
+    sent as an IQ set to the room JID (the owner's right)."""
+    return domish.Element((NS_DESTROY, "query"))
 
 
 # --- Answers ---

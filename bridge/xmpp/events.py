@@ -23,6 +23,8 @@ from wokkel.subprotocols import XMPPHandler
 
 from bridge.protocol.convert import in_microseconds, incoming_event
 from bridge.protocol.namespaces import NS_CARBONS
+from bridge.protocol.presence import event_json as presence_event_json
+from bridge.protocol.presence import received_presence
 from bridge.xmpp.presence import go_available
 from bridge.xmpp.session import Session
 
@@ -50,6 +52,16 @@ class SessionEvents(XMPPHandler):
 
     def connectionInitialized(self) -> None:
         self.xmlstream.addObserver("/message", self._received)
+        self.xmlstream.addObserver("/presence", self._presence)
+
+    def _presence(self, stanza: domish.Element) -> None:
+        """A contact's presence (``bridge.protocol.presence``) as a ``presence`` event."""
+        try:
+            found = received_presence(stanza, self.parent.jid.userhost())
+            if found is not None:
+                self._receiver("presence", presence_event_json(found))
+        except Exception:
+            log.failure("Could not turn a received presence into an event")
 
     def _received(self, message: domish.Element) -> None:
         try:

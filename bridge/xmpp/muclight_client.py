@@ -25,6 +25,7 @@ from bridge.protocol.muclight import (
     configuration_query,
     create_query,
     created_room_id,
+    destroy_query,
     info_query,
     parse_configuration,
     parse_info,
@@ -135,6 +136,11 @@ class MucLightClient(XMPPHandler):
 
     async def set_affiliation(self, room: JID, user: str, affiliation: str) -> None:
         await self._iq("set", room, affiliation_query(user, affiliation), self._service(room))
+
+    async def destroy(self, room: JID) -> None:
+        """Destroy ``room`` (owner only): the service removes it with its occupants and archive,
+        and tells each occupant (an affiliation notice ``none`` with a ``#destroy`` element)."""
+        await self._iq("set", room, destroy_query(), self._service(room))
 
     async def send(self, room: JID, message: domish.Element) -> None:
         """Send a groupchat message and return once the room has taken (and archived) it.

@@ -309,6 +309,30 @@ class RoomsHostileTests(HostileTestCase):
         await self.run_table(rows)
 
 
+class PresenceHostileTests(HostileTestCase):
+    async def test_presence_rows(self) -> None:
+        """/api/presence with hostile show, status and priority values and bytes: never a 5xx nor a traceback."""
+        await self.setup_users()
+        rows: list[Row] = []
+        for text in [*CONTROL_TEXTS, "x" * 1024, "x" * 1023, "", "available", "AWAY", " away"]:
+            rows.append(Row("PUT", "/api/presence", as_json({"show": text})))
+            rows.append(Row("PUT", "/api/presence", as_json({"status": text})))
+        for literal in [*RAW_JSON_TEXTS, *NUMBER_LITERALS, b"true", b"null", b"[]", b"{}", b"128", b"-129", b"1.0"]:
+            rows.append(Row("PUT", "/api/presence", object_with("show", literal)))
+            rows.append(Row("PUT", "/api/presence", object_with("status", literal)))
+            rows.append(Row("PUT", "/api/presence", object_with("priority", literal, show="away")))
+        for body in (b'{"status":"\xff"}', b"\xff\xfe", b"\x00", b"[1]", b'"away"', b"{", b""):
+            rows.append(Row("PUT", "/api/presence", body))
+        rows += [
+            Row("PUT", "/api/presence", as_json({"show": "away"}), headers={"Content-Type": "text/plain"}),
+            Row("GET", "/api/presence?%FF=1"),
+            Row("GET", "/api/presence/%FF"),
+            Row("DELETE", "/api/presence"),
+            Row("GET", "/api/presence"),
+        ]
+        await self.run_table(rows)
+
+
 class EdgeHostileTests(HostileTestCase):
     async def test_sse_other_paths_and_raw_bytes_rows(self) -> None:
         """Event streams, DESIGN.md's other paths and raw bytes in request lines and headers: no 5xx, no traceback."""
