@@ -153,6 +153,77 @@ def metrics_service(reactor: Any, config: Config, metrics: BridgeMetrics) -> Str
     return listener
 
 
+@dataclass
+class HttpParts:
+    """What ``build_http`` makes: the site and the request-level limits it consults."""
+
+    site: BridgeSite
+    limits: RequestLimits
+    streams: EventStreams
+
+
+def build_http(
+    config: Config,
+    reactor: Any,
+    pool: SessionPool,
+    events: EventHub,
+    tokens: StreamTokens,
+    readiness: Readiness,
+    metrics: BridgeMetrics | None = None,
+) -> HttpParts:
+    """The REST site over ``pool``: authentication, the resource groups and the HTTP edge.
+
+    Separate from ``build`` so that the REST tier of the tests serves this very wiring in
+    front of fake sessions.
+    """
+    throttle = LoginThrottle(reactor, config.throttle)
+    auth = Authenticator(pool, config.xmpp.domains, config.http.realm, throttle)
+    streams = EventStreams(config.limits.max_streams, config.limits.max_streams_per_user)
+    groups = ApiGroups(
+        messages=MessagesApi(auth),
+        contacts=ContactsApi(auth),
+        sse=SseApi(auth, events, tokens, reactor, config.sse, config.http.realm, streams),
+        rooms=RoomsApi(auth, config.muclight.service),
+        presence=PresenceApi(auth, config.muclight.service, config.sse.priority),
+    )
+    limits = RequestLimits(reactor, config.limits, pool, throttle)
+    site = build_site(
+        BridgeApi(groups, readiness).app.resource(),
+        config.http.cors_origins,
+        config.http.max_body,
+        config.http.idle_timeout,
+        reactor,
+        limits=limits,
+        metrics=metrics,
+    )
+    site.header_timeout = config.http.header_timeout
+    site.body_timeout = config.http.body_timeout
+    return HttpParts(site, limits, streams)
+
+
+def build_rooms(config: Config, reactor: Any, root: service.MultiService) -> tuple[StoreService, ComponentConnection]:
+    """The MUC Light component and its store, started under ``root``."""
+    store = StoreService(open_store(config.storage.url, reactor))
+    store.setServiceParent(root)
+    component = build_component(config.muclight, store.store, reactor)
+    component.setServiceParent(root)
+    return store, component
+
+
+def build_readiness(
+    config: Config, reactor: Any, pool: SessionPool, rooms: tuple[StoreService, ComponentConnection] | None
+) -> Readiness:
+    """``/readyz``: the XMPP server, and with the component its store (required) and link (reported)."""
+    readiness = Readiness(reactor, config.xmpp.host, config.xmpp.port, pool, config.xmpp.timeout)
+    if rooms is not None:
+        store, connection = rooms
+        readiness.add_check("store", store_check(store.store))
+        # Without the component only rooms fail: reported by /readyz, not a reason to take
+        # the bridge out of a load balancer.
+        readiness.add_check("component", lambda: defer.succeed(connection.alive), required=False)
+    return readiness
+
+
 def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgeParts]:
     """The whole service tree for ``config``, and its parts."""
     # Stops its children one by one, the last added first: the HTTP listener drains before
@@ -165,12 +236,10 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
     pool = SessionPool(reactor, connect_settings(config), config.xmpp.idle_timeout)
     pool.setServiceParent(root)
     # The MUC Light component and its store (stopped after the HTTP side, store last).
-    component = None
-    if config.muclight.component:
-        store = StoreService(open_store(config.storage.url, reactor))
-        store.setServiceParent(root)
-        component = build_component(config.muclight, store.store, reactor)
-        component.setServiceParent(root)
+    rooms = build_rooms(config, reactor, root) if config.muclight.component else None
+    component = rooms[1] if rooms is not None else None
+    if component is not None:
+        metrics.watch_component(lambda: float(component.alive))
     metrics.watch_sessions(lambda: len(pool))
     capabilities = CapabilityCheck()
     pool.session_opened.append(capabilities.session_opened)
@@ -182,52 +251,24 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
     events.setServiceParent(root)
     tokens = StreamTokens(reactor, pool, config.sse.token_lifetime)
     tokens.setServiceParent(root)
-    throttle = LoginThrottle(reactor, config.throttle)
-    auth = Authenticator(pool, config.xmpp.domains, config.http.realm, throttle)
-    streams = EventStreams(config.limits.max_streams, config.limits.max_streams_per_user)
-    groups = ApiGroups(
-        messages=MessagesApi(auth),
-        contacts=ContactsApi(auth),
-        sse=SseApi(auth, events, tokens, reactor, config.sse, config.http.realm, streams),
-        rooms=RoomsApi(auth, config.muclight.service),
-        presence=PresenceApi(auth, config.muclight.service, config.sse.priority),
-    )
-    limits = RequestLimits(reactor, config.limits, pool, throttle)
-    metrics.watch_streams(lambda: streams.open_streams)
-    readiness = Readiness(reactor, config.xmpp.host, config.xmpp.port, pool, config.xmpp.timeout)
-    if component is not None:
-        connection = component
-        metrics.watch_component(lambda: float(connection.alive))
-        readiness.add_check("store", store_check(store.store))
-        # Without the component only rooms fail: reported by /readyz, not a reason to take
-        # the bridge out of a load balancer.
-        readiness.add_check("component", lambda: defer.succeed(connection.alive), required=False)
-    site = build_site(
-        BridgeApi(groups, readiness).app.resource(),
-        config.http.cors_origins,
-        config.http.max_body,
-        config.http.idle_timeout,
-        reactor,
-        limits=limits,
-        metrics=metrics,
-    )
-    site.header_timeout = config.http.header_timeout
-    site.body_timeout = config.http.body_timeout
-    readiness.site = site
+    readiness = build_readiness(config, reactor, pool, rooms)
+    edge = build_http(config, reactor, pool, events, tokens, readiness, metrics)
+    metrics.watch_streams(lambda: edge.streams.open_streams)
+    readiness.site = edge.site
     endpoint = _endpoint(reactor, with_backlog(config.http.endpoint, config.http.backlog), "http.endpoint")
-    http = DrainingHttpService(endpoint, site, reactor, config.http.shutdown_timeout)
+    http = DrainingHttpService(endpoint, edge.site, reactor, config.http.shutdown_timeout)
     # Fail start-up (and twistd) at once when the port cannot be bound.
     http._raiseSynchronously = True
     http.setServiceParent(root)
     return root, BridgeParts(
         pool=pool,
-        site=site,
+        site=edge.site,
         http=http,
         capabilities=capabilities,
         events=events,
         tokens=tokens,
-        limits=limits,
-        streams=streams,
+        limits=edge.limits,
+        streams=edge.streams,
         metrics=metrics,
         readiness=readiness,
         metrics_http=metrics_http,

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from harness.xmpp_client import PlainClient
 from twisted.internet import reactor
 from twisted.words.xish import domish
 
-from harness.xmpp_client import PlainClient
 from tests.integration.test_sse import SseReader, SseTestCase, sleep
 
 

@@ -30,16 +30,13 @@ from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
-from bridge.api.auth import Authenticator
-from bridge.api.contacts import ContactsApi
-from bridge.api.messages import MessagesApi
-from bridge.api.rooms import RoomsApi
-from bridge.api.site import ApiGroups, BridgeSite, build_site
-from bridge.api.sse import SseApi
 from bridge.api.tokens import StreamTokens
 from bridge.config import Config, parse_config
-from bridge.limits import RequestLimits, UserStreams
-from bridge.throttle import LoginThrottle
+from bridge.events import Event
+from bridge.http.limits import EventStreams
+from bridge.http.site import BridgeSite
+from bridge.protocol.muclight import RoomInfo, RoomSummary
+from bridge.tap import build_http
 from bridge.xmpp.archive import ArchiveClient, ArchivedMessage
 from bridge.xmpp.errors import (
     AuthenticationFailed,
@@ -53,9 +50,9 @@ from bridge.xmpp.errors import (
     ServerTimeout,
     ServerUnavailable,
 )
-from bridge.xmpp.events import Event
-from bridge.xmpp.muclight_client import MucLightClient, RoomInfo
+from bridge.xmpp.muclight_client import MucLightClient
 from bridge.xmpp.roster import Contact, RosterClient
+from tests.memory_site import site_treq
 
 __all__ = [
     "ALICE",
@@ -171,9 +168,9 @@ class FakeRooms:
             raise RoomNotFound("Room not found")
         return info
 
-    async def rooms(self, service: JID) -> list[dict[str, str]]:
+    async def rooms(self, service: JID) -> list[RoomSummary]:
         self._session.check()
-        return [{"id": room_id, "name": info.name, "subject": info.subject} for room_id, info in self.known.items()]
+        return [RoomSummary(room_id, info.name, info.subject) for room_id, info in self.known.items()]
 
     async def create(self, service: JID, room_id: str | None, name: str, subject: str) -> str:
         self._session.check()
@@ -224,8 +221,11 @@ class FakeSession:
             MucLightClient: self.rooms,
         }
 
-    def handler(self, cls: type) -> Any:
+    def get(self, cls: type) -> Any:
         return self._handlers[cls]
+
+    def find(self, cls: type) -> Any:
+        return self._handlers.get(cls)
 
     def check(self) -> None:
         if self.failure is not None:
@@ -332,7 +332,7 @@ class RestBridge:
     hub: FakeHub
     tokens: StreamTokens
     readiness: FakeReadiness
-    user_streams: UserStreams
+    user_streams: EventStreams
     headers: dict[str, str] = field(default_factory=dict)
 
     def session(self, jid: str = ALICE) -> FakeSession:
@@ -376,34 +376,13 @@ def make_site(config: str = "") -> RestBridge:
     settings = parse_config(config, {})
     clock = MemoryReactorClock()
     pool = FakePool(ACCOUNTS)
-    throttle = LoginThrottle(clock, settings.throttle)
-    auth = Authenticator(pool, settings.xmpp.domains, settings.http.realm, throttle)  # type: ignore[arg-type]
     hub = FakeHub()
     tokens = StreamTokens(clock, pool, settings.sse.token_lifetime)  # type: ignore[arg-type]
     tokens.startService()
-    user_streams = UserStreams(settings.limits.max_streams_per_user)
-    groups = ApiGroups(
-        messages=MessagesApi(auth),
-        contacts=ContactsApi(auth),
-        sse=SseApi(auth, hub, tokens, clock, settings.sse, settings.http.realm, user_streams),  # type: ignore[arg-type]
-        rooms=RoomsApi(auth, settings.muclight.service),
-    )
     readiness = FakeReadiness()
-    site = build_site(
-        groups,
-        settings.http.cors_origins,
-        settings.http.max_body,
-        settings.http.idle_timeout,
-        clock,
-        limits=RequestLimits(clock, settings.limits, pool, throttle),  # type: ignore[arg-type]
-        readiness=readiness,  # type: ignore[arg-type]
-    )
-    http = StubTreq(site.resource)
-    # StubTreq serves the resource from a plain Site of its own; answer from the bridge's
-    # (its request class refuses large bodies with 413, its channel has the deadlines).
-    agent = http._agent
-    assert hasattr(agent, "_serverFactory"), "treq.testing changed: RequestTraversalAgent has no _serverFactory"
-    agent._serverFactory = site
+    edge = build_http(settings, clock, pool, hub, tokens, readiness)  # type: ignore[arg-type]
+    site, user_streams = edge.site, edge.streams
+    http = site_treq(site)
     return RestBridge(http, site, settings, clock, pool, hub, tokens, readiness, user_streams)
 
 

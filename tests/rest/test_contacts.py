@@ -99,7 +99,7 @@ class ContactsTests(RestTestCase):
         """PATCH on a contact is 405 with the route's methods in Allow."""
         response, body = await self.request("PATCH", f"/api/contacts/{BOB}", {"action": "invite"})
         self.assertEqual((response.code, body), (405, "Method not allowed"))
-        self.assertEqual(response.headers.getRawHeaders("allow"), ["DELETE, PUT"])
+        self.assertEqual(response.headers.getRawHeaders("allow"), ["DELETE, GET, HEAD, PUT"])
 
     async def test_contact_jids_are_normalised(self) -> None:
         """A contact JID in the path is stringprepped before the roster sees it (Bob@LocalHost is bob@localhost)."""
