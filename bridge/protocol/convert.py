@@ -267,7 +267,9 @@ def build_message(
     """A message stanza with a fresh id; callers have validated every value already.
 
     A chat state with neither body nor marker carries XEP-0334 ``<no-store/>``: typing
-    notifications are no messages of anyone's archive.
+    notifications are no messages of anyone's archive. A one-to-one marker without a body
+    carries ``<store/>``, as servers differ (ejabberd 23.01 archives no bodiless message
+    unless told; Prosody 0.12 keeps markers anyway) and the API reads markers back.
     """
     message = domish.Element((NS_CLIENT, "message"))
     message["to"] = to.full()
@@ -290,6 +292,8 @@ def build_message(
         message.addElement((NS_CHAT_MARKERS, "markable"))
     if chat_marker is not None:
         message.addElement((NS_CHAT_MARKERS, chat_marker["type"]))["id"] = chat_marker["id"]
+        if body is None and message_type != "groupchat":
+            message.addElement((NS_HINTS, "store"))
     if chat_state is not None:
         message.addElement((NS_CHAT_STATES, chat_state))
         if body is None and chat_marker is None:
