@@ -55,6 +55,7 @@ class MessageToJsonTests(unittest.TestCase):
                 "thread": "e0ff",
                 "parent": "7edac",
                 "properties": {"some_number": "123", "some_string": "abc"},
+                "property_types": {"some_number": "integer", "some_string": "string"},
             },
         )
 
@@ -73,7 +74,7 @@ class MessageToJsonTests(unittest.TestCase):
         self.assertNotIn("parent", result)
 
     def test_every_property_type_is_a_string(self) -> None:
-        """Every jivesoftware value type comes back as its text."""
+        """Every jivesoftware value type Smack reads comes back as its text; java-object is skipped."""
         message = parse(
             "<message xmlns='jabber:client'><properties xmlns='http://www.jivesoftware.com/xmlns/xmpp/properties'>"
             "<property><name>i</name><value type='integer'>1</value></property>"
@@ -86,7 +87,7 @@ class MessageToJsonTests(unittest.TestCase):
         )
         self.assertEqual(
             properties_of(message),
-            {"i": "1", "l": "9223372036854775807", "f": "1.5", "d": "2.5", "b": "true", "o": "rO0ABXQ="},
+            {"i": "1", "l": "9223372036854775807", "f": "1.5", "d": "2.5", "b": "true"},
         )
 
     def test_malformed_properties_are_skipped(self) -> None:
@@ -156,12 +157,16 @@ class _ArchiveServer:
         page = self.pages[self.asked]
         self.asked += 1
         for archive_id, stanza_type in page:
+            # "state": a chat message with an XEP-0085 chat state and nothing else.
+            content = "<body>b</body>"
+            if stanza_type == "state":
+                stanza_type, content = "chat", "<composing xmlns='http://jabber.org/protocol/chatstates'/>"
             self.client._on_result(  # type: ignore[attr-defined]
                 parse(
                     f"<message><result xmlns='urn:xmpp:mam:2' queryid='{query['queryid']}' id='{archive_id}'>"
                     "<forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='2026-01-01T00:00:00Z'/>"
                     f"<message type='{stanza_type}' from='bob@localhost' to='alice@localhost' id='{archive_id}'>"
-                    "<body>b</body></message></forwarded></result></message>"
+                    f"{content}</message></forwarded></result></message>"
                 )
             )
         complete = "true" if self.asked == len(self.pages) else "false"
@@ -183,6 +188,16 @@ class BounceTests(unittest.TestCase):
         found = await client.query(None, None, 2)
         self.assertEqual([m.archive_id for m in found], ["2", "6"])
         self.assertEqual(server.asked, 3)
+
+    async def test_archive_skips_chat_states_alone(self) -> None:
+        """Archived chat-state-only messages are left out of the archive's JSON, and paging goes on past them."""
+        client = ArchiveClient()
+        server = _ArchiveServer(
+            client, [[("5", "state"), ("6", "chat")], [("3", "state"), ("4", "state")], [("2", "chat")]]
+        )
+        client.parent = server  # type: ignore[assignment]
+        found = await client.query(None, None, 2)
+        self.assertEqual([m.archive_id for m in found], ["2", "6"])
 
     def test_live_bounces_are_no_events(self) -> None:
         """A received error message, or a carbon copy of one, is no SSE event."""

@@ -79,15 +79,12 @@ class ClassificationTests(unittest.TestCase):
         self.assertEqual(found[1]["timestamp"], 1531329049949)
 
     def test_messages_without_content_are_ignored(self) -> None:
-        """Chat states alone, empty bodies, errors, headlines and MAM results are no events."""
-        state = message("bob@localhost", body=None)
-        state.addElement(("http://jabber.org/protocol/chatstates", "composing"))
+        """Empty bodies, server notices, errors, headlines and MAM results are no events."""
         privilege = message("localhost", body=None)
         privilege.addElement(("urn:xmpp:privilege:2", "privilege"))
         result = message(OWN, body=None)
         result.addElement(("urn:xmpp:mam:2", "result"))["id"] = "r1"
         cases = [
-            state,
             privilege,
             result,
             message("bob@localhost", body=""),

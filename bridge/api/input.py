@@ -14,6 +14,7 @@ from twisted.words.protocols.jabber.jid import JID
 
 from bridge.api.errors import BadRequest
 from bridge.http.checks import require_json_body
+from bridge.protocol.convert import CHAT_MARKERS, CHAT_STATES, PropertyValue, smack_property
 from bridge.protocol.jid import parse
 from bridge.protocol.xml import is_xml_text
 
@@ -22,6 +23,10 @@ DEFAULT_LIMIT = 50
 # The latest ``before`` an archive query can carry: the archive code asks for messages at
 # or before ``before - 1`` ms, and Python's datetime (XEP-0082 times) ends with 9999-12-31.
 MAX_BEFORE = 253402300800000  # 10000-01-01T00:00:00Z in Unix ms
+# Smack properties of one message: how many, and how long a name and a string value may be.
+MAX_PROPERTIES = 64
+MAX_PROPERTY_NAME = 256
+MAX_PROPERTY_VALUE = 8192
 
 
 def json_object(request: Request) -> dict[str, Any]:
@@ -107,3 +112,64 @@ def archive_window(request: Request) -> tuple[int, int | None]:
         if before is None or before > MAX_BEFORE:
             raise BadRequest("Invalid value of 'before'")
     return limit, before
+
+
+# --- Message extensions (one-to-one and room messages share them) ---
+
+
+def message_properties(body: dict[str, Any]) -> dict[str, PropertyValue] | None:
+    """Optional Smack properties: a flat map of names to strings, numbers or booleans.
+
+    Each value must have a Smack type (``bridge.protocol.convert.smack_property``):
+    integers within Java's long, finite floats; anything else, a nested object or list,
+    null, too many or too long is 400 "Invalid properties".
+    """
+    properties = body.get("properties")
+    if properties is None:
+        return None
+    if not isinstance(properties, dict) or len(properties) > MAX_PROPERTIES:
+        raise BadRequest("Invalid properties")
+    for name, value in properties.items():
+        if not name or len(name) > MAX_PROPERTY_NAME or not is_xml_text(name):
+            raise BadRequest("Invalid properties")
+        try:
+            _, value_text = smack_property(value)
+        except ValueError:
+            raise BadRequest("Invalid properties") from None
+        if len(value_text) > MAX_PROPERTY_VALUE or not is_xml_text(value_text):
+            raise BadRequest("Invalid properties")
+    return properties
+
+
+def markable(body: dict[str, Any]) -> bool:
+    """XEP-0333 ``markable``: a JSON boolean, false by default."""
+    value = body.get("markable", False)
+    if not isinstance(value, bool):
+        raise BadRequest("Invalid markable")
+    return value
+
+
+def chat_marker(body: dict[str, Any]) -> dict[str, str] | None:
+    """An XEP-0333 ``chat_marker`` ``{type: received|displayed|acknowledged, id}``, or None."""
+    marker = body.get("chat_marker")
+    if marker is None:
+        return None
+    if (
+        not isinstance(marker, dict)
+        or marker.get("type") not in CHAT_MARKERS
+        or not isinstance(marker.get("id"), str)
+        or not marker["id"]
+        or not is_xml_text(marker["id"])
+    ):
+        raise BadRequest("Invalid chat marker")
+    return {"type": marker["type"], "id": marker["id"]}
+
+
+def chat_state(body: dict[str, Any]) -> str | None:
+    """An XEP-0085 ``chat_state`` (active, composing, paused, inactive, gone), or None."""
+    state = body.get("chat_state")
+    if state is None:
+        return None
+    if state not in CHAT_STATES:
+        raise BadRequest("Invalid chat_state")
+    return str(state)

@@ -9,27 +9,35 @@ from twisted.web.server import Request
 
 from bridge.api.auth import Authenticator
 from bridge.api.errors import BadRequest
-from bridge.api.input import archive_window, json_object, optional_text, parse_jid, text
+from bridge.api.input import (
+    archive_window,
+    chat_marker,
+    chat_state,
+    json_object,
+    markable,
+    message_properties,
+    optional_text,
+    parse_jid,
+    text,
+)
 from bridge.api.rendering import json_errors, json_route
 from bridge.protocol.convert import build_message, message_to_json
-from bridge.protocol.xml import is_xml_text
 from bridge.xmpp.archive import ArchiveClient
 from bridge.xmpp.messages import send_acknowledged
 
-MAX_PROPERTIES = 64
 
+def message_content(body: dict[str, Any]) -> tuple[str | None, bool, dict[str, str] | None, str | None]:
+    """(body, markable, chat_marker, chat_state) of a one-to-one message.
 
-def message_properties(body: dict[str, Any]) -> dict[str, str] | None:
-    """Optional Smack properties: a flat map of non-empty names to strings."""
-    properties = body.get("properties")
-    if properties is None:
-        return None
-    if not isinstance(properties, dict) or len(properties) > MAX_PROPERTIES:
-        raise BadRequest("Invalid properties")
-    for name, value in properties.items():
-        if not name or not is_xml_text(name) or not isinstance(value, str) or not is_xml_text(value):
-            raise BadRequest("Invalid properties")
-    return properties
+    The body may be left out when a marker or a chat state is given; with none of the three
+    it is 400 "Missing message body", as MongooseIM answered.
+    """
+    marker, state = chat_marker(body), chat_state(body)
+    is_markable = markable(body)
+    if body.get("body") in (None, "") and (marker is not None or state is not None):
+        return None, False, marker, state
+    text_body = text(body, "body", "Missing message body", "Invalid message body")
+    return text_body, is_markable, marker, state
 
 
 class MessagesApi:
@@ -46,12 +54,16 @@ class MessagesApi:
         if body.get("to") in (None, ""):
             raise BadRequest("Missing recipient JID")
         to = parse_jid(body["to"], "Invalid recipient JID")
+        content, is_markable, marker, state = message_content(body)
         message = build_message(
             to,
-            text(body, "body", "Missing message body", "Invalid message body"),
+            content,
             thread=optional_text(body, "thread", "Invalid thread"),
             parent=optional_text(body, "parent", "Invalid parent"),
             properties=message_properties(body),
+            markable=is_markable,
+            chat_marker=marker,
+            chat_state=state,
         )
         if body.get("parent") is not None and body.get("thread") is None:
             raise BadRequest("Invalid parent: a parent needs a thread")

@@ -16,9 +16,9 @@ from twisted.words.protocols.jabber.jid import JID
 
 from bridge.api.auth import Authenticator
 from bridge.api.errors import BadRequest
-from bridge.api.input import archive_window, json_object
+from bridge.api.input import archive_window, chat_marker, json_object, markable, message_properties
 from bridge.api.rendering import Response, json_errors, json_route
-from bridge.protocol.convert import CHAT_MARKERS, build_message, room_message_to_json
+from bridge.protocol.convert import build_message, room_message_to_json
 from bridge.protocol.jid import parse
 from bridge.protocol.muclight import room_info_json, room_summary_json
 from bridge.protocol.xml import is_xml_text
@@ -46,28 +46,15 @@ def room_config(body: dict[str, Any]) -> tuple[str, str]:
 
 
 def message_parts(body: dict[str, Any]) -> tuple[str | None, bool, dict[str, str] | None]:
-    """(body, markable, chat_marker) of a room message; at least one must be there."""
+    """(body, markable, chat_marker) of a room message; at least one of body and marker."""
     text = body.get("body")
     if text is not None and (not isinstance(text, str) or not is_xml_text(text)):
         raise BadRequest("Invalid message body")
-    markable = body.get("markable", False)
-    if not isinstance(markable, bool):
-        raise BadRequest("Invalid markable")
-    marker = body.get("chat_marker")
-    if marker is not None:
-        if (
-            not isinstance(marker, dict)
-            or marker.get("type") not in CHAT_MARKERS
-            or not isinstance(marker.get("id"), str)
-            or not marker["id"]
-            or not is_xml_text(marker["id"])
-        ):
-            raise BadRequest("Invalid chat marker")
-        marker = {"type": marker["type"], "id": marker["id"]}
-    markable = markable and text is not None
+    is_markable = markable(body) and text is not None
+    marker = chat_marker(body)
     if text is None and marker is None:
         raise BadRequest("No valid message elements")
-    return text, markable, marker
+    return text, is_markable, marker
 
 
 class RoomsApi:
@@ -197,8 +184,10 @@ class RoomsApi:
             body = json_object(request)
         except BadRequest:
             raise BadRequest("Invalid request body") from None  # MongooseIM's words for it
-        text, markable, marker = message_parts(body)
-        message = build_message(room, text, "groupchat", markable=markable, chat_marker=marker)
+        text, is_markable, marker = message_parts(body)
+        message = build_message(
+            room, text, "groupchat", markable=is_markable, chat_marker=marker, properties=message_properties(body)
+        )
         await client.send(room, message)
         return {"id": message["id"]}
 

@@ -19,7 +19,8 @@ NS_DATA = "jabber:x:data"
 NS_RSM = "http://jabber.org/protocol/rsm"
 
 # Messages: XEP-0313 MAM (and its older version 1), XEP-0297 forwarding, XEP-0203 delay,
-# XEP-0280 carbons, XEP-0359 stanza ids, XEP-0333 chat markers, Smack's properties.
+# XEP-0280 carbons, XEP-0359 stanza ids, XEP-0333 chat markers, XEP-0085 chat states,
+# XEP-0334 processing hints, Smack's properties.
 NS_MAM = "urn:xmpp:mam:2"
 NS_MAM_1 = "urn:xmpp:mam:1"
 NS_FORWARD = "urn:xmpp:forward:0"
@@ -27,6 +28,8 @@ NS_DELAY = "urn:xmpp:delay"
 NS_CARBONS = "urn:xmpp:carbons:2"
 NS_SID = "urn:xmpp:sid:0"
 NS_CHAT_MARKERS = "urn:xmpp:chat-markers:0"
+NS_CHAT_STATES = "http://jabber.org/protocol/chatstates"
+NS_HINTS = "urn:xmpp:hints"
 NS_PROPERTIES = "http://www.jivesoftware.com/xmlns/xmpp/properties"
 
 # XEP-0356 privileged entities (the component's presence permission).

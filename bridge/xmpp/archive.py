@@ -28,7 +28,7 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
-from bridge.protocol.convert import delay_timestamp
+from bridge.protocol.convert import delay_timestamp, is_chat_state_only
 from bridge.protocol.jid import bare
 from bridge.protocol.namespaces import NS_DATA, NS_FORWARD, NS_MAM, NS_RSM
 from bridge.protocol.xml import child
@@ -163,9 +163,16 @@ class ArchiveClient(XMPPHandler):
         before_id = ""
         while True:
             page, page_end = await self._page(with_jid, end, limit - len(found), before_id, archive)
-            # Paging follows what the server sent; bounces and results past ``end`` (which a
-            # server flooring the filter to seconds lets through) only drop out of the answer.
-            found[:0] = [m for m in page if not is_bounce(m.message) and (end is None or m.timestamp <= end)]
+            # Paging follows what the server sent; bounces, bare chat states (a server may
+            # archive them despite <no-store/>) and results past ``end`` (which a server
+            # flooring the filter to seconds lets through) only drop out of the answer.
+            found[:0] = [
+                m
+                for m in page
+                if not is_bounce(m.message)
+                and not is_chat_state_only(m.message)
+                and (end is None or m.timestamp <= end)
+            ]
             before_id = page_end.first or (page[0].archive_id if page else "")
             if page_end.complete or not page or not before_id or len(found) >= limit:
                 break

@@ -45,7 +45,9 @@ class SendInputTests(BridgeTestCase):
         ):
             await self.assertRejected({"to": bad_jid, "body": "x"}, "Invalid recipient JID")
         await self.assertRejected({"to": bob, "body": "x", "properties": ["a"]}, "Invalid properties")
-        await self.assertRejected({"to": bob, "body": "x", "properties": {"a": 1}}, "Invalid properties")
+        await self.assertRejected({"to": bob, "body": "x", "properties": {"a": None}}, "Invalid properties")
+        await self.assertRejected({"to": bob, "body": "x", "properties": {"a": 2**63}}, "Invalid properties")
+        await self.assertRejected({"to": bob, "body": "x", "properties": {"a": [1]}}, "Invalid properties")
         await self.assertRejected({"to": bob, "body": "x", "properties": {"": "v"}}, "Invalid properties")
         await self.assertRejected({"to": bob, "body": "x", "properties": {"a": {"b": "c"}}}, "Invalid properties")
         await self.assertRejected(

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from harness.xmpp_client import PlainClient
 from twisted.internet import reactor
 from twisted.words.xish import domish
 
 from tests.integration.test_sse import SseReader, SseTestCase, sleep
+from tests.servers.xmpp_client import PlainClient
 
 
 def presence(to: str | None = None, kind: str | None = None, **children: str) -> domish.Element:

@@ -182,6 +182,7 @@ class MessageEventTests(SseTestCase):
                 "thread": "e0ff",
                 "parent": "7edac",
                 "properties": {"some_number": "123", "some_string": "abc"},
+                "property_types": {"some_number": "integer", "some_string": "string"},
             },
         )
 
@@ -213,8 +214,8 @@ class MessageEventTests(SseTestCase):
             ids.append(int(event.id))
         self.assertEqual(ids, sorted(set(ids)))
 
-    async def test_messages_without_content_are_not_events(self) -> None:
-        """Chat states alone and error bounces are not events; the next real message is."""
+    async def test_chat_state_alone_is_a_chat_state_event(self) -> None:
+        """A chat state alone is a `chat_state` event; a body with a state is one `message` event with it."""
         alice, bob = self.new_user("alice"), self.new_user("bob")
         reader = await self.open_stream(alice)
         phone = await self.client(bob)
@@ -222,10 +223,38 @@ class MessageEventTests(SseTestCase):
         state["to"], state["type"] = alice[0], "chat"
         state.addElement((NS_CHATSTATES, "composing"))
         phone.send(state)
-        await self.send_chat(phone, alice[0], "real")
         event = await reader.next()
-        self.assertEqual(event.json["body"], "real")
+        self.assertEqual(
+            (event.name, event.json), ("chat_state", {"from": bob[0], "to": alice[0], "state": "composing"})
+        )
+        real = domish.Element((None, "message"))
+        real["to"], real["type"], real["id"] = alice[0], "chat", "with-state"
+        real.addElement("body", content="real")
+        real.addElement((NS_CHATSTATES, "active"))
+        phone.send(real)
+        event = await reader.next()
+        self.assertEqual((event.name, event.json["body"], event.json["chat_state"]), ("message", "real", "active"))
         await reader.nothing_within(0.3)
+
+    async def test_rest_chat_state_and_marker_arrive_as_events(self) -> None:
+        """A chat state and a bodiless chat marker POSTed by another REST user arrive as `chat_state` and `message`."""
+        alice, bob = self.new_user("alice"), self.new_user("bob")
+        reader = await self.open_stream(alice)
+        reply = await self.call("POST", "/api/messages", bob, {"to": alice[0], "chat_state": "paused"})
+        self.assertEqual(reply.code, 200, reply)
+        event = await reader.next()
+        self.assertEqual((event.name, event.json), ("chat_state", {"from": bob[0], "to": alice[0], "state": "paused"}))
+        marker = {"type": "acknowledged", "id": "a-1"}
+        reply = await self.call("POST", "/api/messages", bob, {"to": alice[0], "chat_marker": marker})
+        self.assertEqual(reply.code, 200, reply)
+        event = await reader.next()
+        self.assertEqual(
+            (event.name, event.json["id"], event.json["chat_marker"]), ("message", reply.json["id"], marker)
+        )
+        self.assertNotIn("body", event.json)
+        reply = await self.call("POST", "/api/messages", bob, {"to": alice[0], "body": "m", "markable": True})
+        event = await reader.next()
+        self.assertEqual((event.json["body"], event.json["markable"]), ("m", True))
 
     async def test_several_streams_share_one_session(self) -> None:
         """Two streams of one user use one session and both get each event; closing both releases it."""
