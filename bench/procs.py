@@ -1,7 +1,7 @@
 """The processes of a benchmark run: Prosody, the bridge, the Klein floor, wrk, workers.
 
 Each runs on its own (the bridge under ``twistd -n bridge`` with ``PYTHONPATH`` set to
-the checkout, as ``tests/integration/test_twistd.py`` starts it), so no load generator
+the checkout, as ``tests/system/test_twistd.py`` starts it), so no load generator
 shares the bridge's reactor or CPU time slice.
 """
 

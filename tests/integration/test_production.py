@@ -23,9 +23,9 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from bridge.logs import event_record
 from tests.integration.base import BridgeTestCase, basic
-from tests.integration.test_twistd import twistd
 from tests.servers.fixture import RunningBridge, bridge_config, new_user, xmpp_server
 from tests.servers.server import free_port, wait_for_port
+from tests.system.test_twistd import twistd
 
 
 class RawClient(protocol.Protocol):

@@ -15,9 +15,9 @@ from typing import Any
 from twisted.internet import threads
 from twisted.trial import unittest
 
-from tests.integration.test_twistd import twistd
 from tests.servers.fixture import new_user, xmpp_server
 from tests.servers.server import free_port, wait_for_port
+from tests.system.test_twistd import twistd
 
 
 def request(port: int, method: str, path: str, user: tuple[str, str], body: Any = None) -> tuple[int, Any]:

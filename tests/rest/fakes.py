@@ -52,7 +52,7 @@ from bridge.xmpp.errors import (
 )
 from bridge.xmpp.muclight_client import MucLightClient
 from bridge.xmpp.roster import Contact, RosterClient
-from tests.memory_site import site_treq
+from tests.unit.memory_site import site_treq
 
 __all__ = [
     "ALICE",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # A row per figure, or the line saying why a scenario could not run yet.
 EXPECTED = [

@@ -23,7 +23,7 @@ from bridge.protocol.convert import (
     smack_reads,
 )
 from bridge.protocol.xml import to_xml
-from tests.test_convert import parse
+from tests.unit.test_convert import parse
 
 NS_PROPERTIES = "http://www.jivesoftware.com/xmlns/xmpp/properties"
 NS_STATES = "http://jabber.org/protocol/chatstates"

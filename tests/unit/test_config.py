@@ -35,7 +35,7 @@ class ParseTests(unittest.TestCase):
 
     def test_example_file_is_valid_and_complete(self) -> None:
         """etc/bridge.toml parses and shows every key of every section."""
-        path = os.path.join(os.path.dirname(__file__), "..", "etc", "bridge.toml")
+        path = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "bridge.toml")
         config = load_config(path, {})
         with open(path) as f:
             text = f.read()

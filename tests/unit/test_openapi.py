@@ -15,7 +15,7 @@ import bridge
 from bridge.api.docs import ASSETS, load_spec
 from bridge.config import parse_config
 from bridge.tap import build
-from tests.memory_site import site_treq
+from tests.unit.memory_site import site_treq
 
 SPEC_FILE = Path(bridge.__file__).parent / "openapi.json"
 # Methods Werkzeug adds by itself (HEAD for GET) or that CorsResource answers before routing.

@@ -44,7 +44,7 @@ from bridge.xmpp.archive import ArchiveClient
 from bridge.xmpp.errors import NotRoomMember, RoomBadRequest, RoomNotAllowed, RoomNotFound
 from bridge.xmpp.errors import RoomExists as RestRoomExists
 from bridge.xmpp.muclight_client import MucLightClient
-from tests.muclight_stub import ALICE, BOB, KATE, MIKE, ROOM_JID, SERVICE, HandlerTestCase, query
+from tests.unit.muclight_stub import ALICE, BOB, KATE, MIKE, ROOM_JID, SERVICE, HandlerTestCase, query
 
 
 class DispatchTests(HandlerTestCase):

@@ -1,4 +1,4 @@
-"""MUC Light room administration on the in-memory component (``tests.muclight_stub``):
+"""MUC Light room administration on the in-memory component (``tests.unit.muclight_stub``):
 creation, info, configuration, affiliations and destroy, as MongooseIM's muc_light_SUITE."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from bridge.muclight.rooms import RoomSettings
 from bridge.protocol.namespaces import NS_AFFILIATIONS, NS_CONFIGURATION, NS_CREATE, NS_DESTROY, NS_INFO
 from bridge.protocol.xml import child
 from bridge.store import Room
-from tests.muclight_stub import ALICE, BOB, KATE, MIKE, ROOM_JID, SERVICE, HandlerTestCase, query
+from tests.unit.muclight_stub import ALICE, BOB, KATE, MIKE, ROOM_JID, SERVICE, HandlerTestCase, query
 
 
 class AdminTests(HandlerTestCase):

@@ -23,7 +23,7 @@ from twisted.trial import unittest
 
 from bridge.config import LimitsConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "bridge.service"
 SYSUSERS = ROOT / "systemd" / "bridge.sysusers"
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")

@@ -418,7 +418,7 @@ class ConfigTests(unittest.TestCase):
         self.assertEqual(config.metrics.endpoint, "")
         self.assertEqual((config.limits.max_sessions, config.limits.max_streams), (10000, 10000))
         self.assertEqual(config.limits.max_streams_per_user, 10)
-        text = (Path(__file__).parent.parent / "etc" / "bridge.toml").read_text()
+        text = (Path(__file__).parents[2] / "etc" / "bridge.toml").read_text()
         for section, keys in (
             ("limits", LimitsConfig.__dataclass_fields__),
             ("metrics", ("endpoint",)),

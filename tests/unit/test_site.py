@@ -16,7 +16,7 @@ from twisted.trial import unittest
 from bridge.config import parse_config
 from bridge.tap import build
 from tests.integration.bridge_log import BridgeLog
-from tests.memory_site import site_treq
+from tests.unit.memory_site import site_treq
 
 BASE = "http://bridge.example"
 AUTH = "Basic " + "YWxpY2VAbG9jYWxob3N0OnNlY3JldA=="  # alice@localhost:secret
