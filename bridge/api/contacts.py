@@ -29,8 +29,9 @@ from bridge.api.auth import Authenticator
 from bridge.api.errors import BadRequest, NotFound
 from bridge.api.input import json_object, parse_jid
 from bridge.api.rendering import Response, json_errors, json_route
+from bridge.protocol.roster import Contact
 from bridge.protocol.xml import is_xml_text
-from bridge.xmpp.roster import Contact, RosterClient
+from bridge.xmpp.roster import RosterClient
 from bridge.xmpp.session import Session
 
 ACTIONS = ("invite", "accept")

@@ -14,8 +14,9 @@ from twisted.words.protocols.jabber.jid import JID
 
 from bridge.api.errors import BadRequest
 from bridge.http.checks import require_json_body
-from bridge.protocol.convert import CHAT_MARKERS, CHAT_STATES, PropertyValue, smack_property
+from bridge.protocol.convert import CHAT_MARKERS, CHAT_STATES
 from bridge.protocol.jid import parse
+from bridge.protocol.properties import PropertyValue, smack_property
 from bridge.protocol.xml import is_xml_text
 
 MAX_LIMIT = 500
@@ -120,7 +121,7 @@ def archive_window(request: Request) -> tuple[int, int | None]:
 def message_properties(body: dict[str, Any]) -> dict[str, PropertyValue] | None:
     """Optional Smack properties: a flat map of names to strings, numbers or booleans.
 
-    Each value must have a Smack type (``bridge.protocol.convert.smack_property``):
+    Each value must have a Smack type (``bridge.protocol.properties.smack_property``):
     integers within Java's long, finite floats; anything else, a nested object or list,
     null, too many or too long is 400 "Invalid properties".
     """

@@ -5,7 +5,11 @@ The schema is created and migrated on start: ``schema_version`` holds the last m
 applied, and each migration runs in its own transaction (on PostgreSQL under an advisory
 lock, so processes starting together migrate once). SQLite runs in WAL mode with
 ``synchronous=FULL`` and one connection, so a commit is on disk before its Deferred fires
-and writers never contend.
+and writers never contend. The schema itself is ``bridge.store.schema``.
+
+Over 300 lines on purpose: it is one class, every operation of the ``Store`` interface as a
+blocking interaction (``_name``) and its async face (``name``) side by side, so that each
+transaction's statements read in one place.
 """
 
 from __future__ import annotations
@@ -30,43 +34,11 @@ from bridge.store import (
     StoreError,
     VersionConflict,
 )
+from bridge.store.schema import MIGRATIONS, sqlite_setup
 
 log = Logger()
 
 T = TypeVar("T")
-
-# Each migration is a list of statements; "{id}" is the dialect's auto-increment key.
-MIGRATIONS: list[list[str]] = [
-    [
-        """CREATE TABLE rooms (
-            room_id TEXT PRIMARY KEY,
-            roomname TEXT NOT NULL,
-            subject TEXT NOT NULL,
-            version TEXT NOT NULL,
-            created_at BIGINT NOT NULL)""",
-        """CREATE TABLE affiliations (
-            room_id TEXT NOT NULL,
-            user_jid TEXT NOT NULL,
-            affiliation TEXT NOT NULL,
-            position INTEGER NOT NULL,
-            PRIMARY KEY (room_id, user_jid))""",
-        "CREATE INDEX affiliations_by_user ON affiliations (user_jid)",
-        """CREATE TABLE room_archive (
-            archive_id {id},
-            room_id TEXT NOT NULL,
-            timestamp_ms BIGINT NOT NULL,
-            stanza_id TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            sender TEXT,
-            xml TEXT NOT NULL)""",
-        "CREATE INDEX room_archive_by_room ON room_archive (room_id, archive_id)",
-        """CREATE TABLE blocking (
-            user_jid TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            target TEXT NOT NULL,
-            PRIMARY KEY (user_jid, kind, target))""",
-    ],
-]
 
 
 class SqlStore(Store):
@@ -110,7 +82,7 @@ class SqlStore(Store):
                     check_same_thread=False,
                     cp_min=1,
                     cp_max=1,
-                    cp_openfun=_sqlite_setup,
+                    cp_openfun=sqlite_setup,
                     cp_reactor=reactor,
                     cp_noisy=False,
                 )
@@ -396,9 +368,3 @@ class SqlStore(Store):
         if not users:
             return set()
         return await self._run(self._blocking, users, room_jid, by)
-
-
-def _sqlite_setup(connection: Any) -> None:
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=FULL")
-    connection.execute("PRAGMA busy_timeout=5000")

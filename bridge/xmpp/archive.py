@@ -28,7 +28,8 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
-from bridge.protocol.convert import delay_timestamp, is_chat_state_only
+from bridge.protocol.convert import delay_timestamp
+from bridge.protocol.events import is_chat_state_only
 from bridge.protocol.jid import bare
 from bridge.protocol.namespaces import NS_DATA, NS_FORWARD, NS_MAM, NS_RSM
 from bridge.protocol.xml import child

@@ -4,7 +4,7 @@ A session that serves event streams is available (RFC 6121 presence), so the ser
 delivers messages sent to the user's bare JID to it, and it enables carbons, so that copies
 of what the user's other devices send and receive reach it too. ``SessionEvents`` is the
 XMPP side of that: it enables carbons, goes available and turns each received stanza into
-an API event with the protocol layer (``bridge.protocol.convert.incoming_event``: carbon
+an API event with the protocol layer (``bridge.protocol.events.incoming_event``: carbon
 copies are unwrapped, marked, and accepted only from the user's own bare JID). What happens
 to the events (ids, replay, streams) is the event hub's business (``bridge.events``).
 """
@@ -21,7 +21,7 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
-from bridge.protocol.convert import in_microseconds, incoming_event
+from bridge.protocol.events import in_microseconds, incoming_event
 from bridge.protocol.namespaces import NS_CARBONS
 from bridge.protocol.presence import event_json as presence_event_json
 from bridge.protocol.presence import received_presence

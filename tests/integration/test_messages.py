@@ -10,7 +10,7 @@ from typing import Any
 from twisted.words.xish import domish
 
 from bridge.muclight.protocol import parse_element
-from bridge.protocol.convert import properties_of
+from bridge.protocol.properties import properties_of
 from bridge.xmpp.archive import build_query, parse_result
 from tests.integration.base import BridgeTestCase
 from tests.servers.prosody import ProsodyServer

@@ -36,6 +36,7 @@ from bridge.events import Event
 from bridge.http.limits import EventStreams
 from bridge.http.site import BridgeSite
 from bridge.protocol.muclight import RoomInfo, RoomSummary
+from bridge.protocol.roster import Contact
 from bridge.tap import build_http
 from bridge.xmpp.archive import ArchiveClient, ArchivedMessage
 from bridge.xmpp.errors import (
@@ -51,7 +52,7 @@ from bridge.xmpp.errors import (
     ServerUnavailable,
 )
 from bridge.xmpp.muclight_client import MucLightClient
-from bridge.xmpp.roster import Contact, RosterClient
+from bridge.xmpp.roster import RosterClient
 from tests.unit.memory_site import site_treq
 
 __all__ = [

@@ -6,14 +6,9 @@ from twisted.trial import unittest
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
-from bridge.protocol.convert import (
-    build_message,
-    format_timestamp,
-    incoming_event,
-    message_to_json,
-    parse_timestamp,
-    properties_of,
-)
+from bridge.protocol.convert import build_message, format_timestamp, message_to_json, parse_timestamp
+from bridge.protocol.events import incoming_event
+from bridge.protocol.properties import properties_of
 from bridge.protocol.xml import StanzaStream, is_xml_text, to_xml
 from bridge.xmpp.archive import ArchiveClient
 

@@ -12,16 +12,9 @@ from twisted.words.xish import domish
 from bridge.api.errors import BadRequest
 from bridge.api.input import chat_marker, chat_state, message_properties
 from bridge.api.messages import message_content
-from bridge.protocol.convert import (
-    build_message,
-    incoming_event,
-    is_chat_state_only,
-    java_double,
-    message_to_json,
-    room_message_to_json,
-    smack_property,
-    smack_reads,
-)
+from bridge.protocol.convert import build_message, message_to_json, room_message_to_json
+from bridge.protocol.events import incoming_event, is_chat_state_only
+from bridge.protocol.properties import java_double, smack_property, smack_reads
 from bridge.protocol.xml import to_xml
 from tests.unit.test_convert import parse
 

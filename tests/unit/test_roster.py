@@ -12,17 +12,9 @@ from twisted.words.protocols.jabber import xmlstream
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
-from bridge.xmpp.roster import (
-    NS_ROSTER,
-    Contact,
-    RosterClient,
-    RosterItem,
-    ask_state,
-    contact_view,
-    parse_item,
-    roster_remove,
-    roster_set,
-)
+from bridge.protocol.namespaces import NS_ROSTER
+from bridge.protocol.roster import Contact, RosterItem, ask_state, contact_view, parse_item, roster_remove, roster_set
+from bridge.xmpp.roster import RosterClient
 from bridge.xmpp.session import Session
 
 OWN = "alice@localhost"

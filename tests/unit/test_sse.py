@@ -21,7 +21,7 @@ from bridge.api.tokens import MAX_TOKENS_PER_USER, StreamTokens
 from bridge.config import ConfigError, SseConfig, parse_config
 from bridge.events import Event, EventHub, ReplayLimits, UserEvents
 from bridge.http.site import BridgeSite
-from bridge.protocol.convert import incoming_event
+from bridge.protocol.events import incoming_event
 from bridge.xmpp.errors import ServerUnavailable
 from bridge.xmpp.events import SessionEvents
 from bridge.xmpp.pool import SessionPool

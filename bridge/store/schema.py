@@ -1,0 +1,49 @@
+"""The SQL schema of rooms, affiliations, the room archive and blocking lists, and its set-up.
+
+Each migration runs once, in order, inside the transaction that records it
+(``SqlStore._migrate``); a new one is appended, never edited.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Each migration is a list of statements; "{id}" is the dialect's auto-increment key.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE rooms (
+            room_id TEXT PRIMARY KEY,
+            roomname TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            version TEXT NOT NULL,
+            created_at BIGINT NOT NULL)""",
+        """CREATE TABLE affiliations (
+            room_id TEXT NOT NULL,
+            user_jid TEXT NOT NULL,
+            affiliation TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            PRIMARY KEY (room_id, user_jid))""",
+        "CREATE INDEX affiliations_by_user ON affiliations (user_jid)",
+        """CREATE TABLE room_archive (
+            archive_id {id},
+            room_id TEXT NOT NULL,
+            timestamp_ms BIGINT NOT NULL,
+            stanza_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            sender TEXT,
+            xml TEXT NOT NULL)""",
+        "CREATE INDEX room_archive_by_room ON room_archive (room_id, archive_id)",
+        """CREATE TABLE blocking (
+            user_jid TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            target TEXT NOT NULL,
+            PRIMARY KEY (user_jid, kind, target))""",
+    ],
+]
+
+
+def sqlite_setup(connection: Any) -> None:
+    """Each SQLite connection of the pool: WAL, durable commits, and waiting on locks."""
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA busy_timeout=5000")
