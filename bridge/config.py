@@ -41,6 +41,14 @@ class HttpConfig:
     # added to the endpoint unless it sets backlog= itself.
     backlog: int = 1024
 
+    def check(self) -> None:
+        for key in ("idle_timeout", "max_body", "backlog"):
+            _positive(f"http.{key}", getattr(self, key))
+        for key in ("header_timeout", "body_timeout", "shutdown_timeout"):
+            _positive(f"http.{key}", getattr(self, key))
+            if not math.isfinite(getattr(self, key)):
+                raise ConfigError(f"http.{key}: expected a finite number, 0 or more")
+
 
 @dataclass(frozen=True)
 class XmppConfig:
@@ -53,6 +61,22 @@ class XmppConfig:
     idle_timeout: float = 300.0
     # Seconds allowed for connecting and logging in, and for each round trip.
     timeout: float = 5.0
+
+    def check(self) -> None:
+        if self.tls not in ("required", "optional", "disabled"):
+            raise ConfigError('xmpp.tls: expected "required", "optional" or "disabled"')
+        if not self.domains:
+            raise ConfigError("xmpp.domains: at least one domain is needed")
+        _port("xmpp.port", self.port)
+        _positive("xmpp.idle_timeout", self.idle_timeout)
+        _positive("xmpp.timeout", self.timeout)
+        if self.ca_file:
+            try:
+                ssl.Certificate.loadPEM(Path(self.ca_file).read_bytes())
+            except OSError as e:
+                raise ConfigError(f"xmpp.ca_file: cannot read {self.ca_file}: {e.strerror}") from None
+            except Exception:
+                raise ConfigError(f"xmpp.ca_file: {self.ca_file} is not a PEM certificate") from None
 
 
 @dataclass(frozen=True)
@@ -68,10 +92,18 @@ class MucLightConfig:
     all_can_invite: bool = False
     max_occupants: int = 100
 
+    def check(self) -> None:
+        _port("muclight.port", self.port)
+        _positive("muclight.max_occupants", self.max_occupants)
+
 
 @dataclass(frozen=True)
 class StorageConfig:
     url: str = "sqlite:///var/lib/bridge/bridge.sqlite3"
+
+    def check(self) -> None:
+        if not self.url.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ConfigError("storage.url: expected sqlite:///path or postgresql://...")
 
 
 @dataclass(frozen=True)
@@ -84,6 +116,10 @@ class ThrottleConfig:
     # doubling with each further failure; below failures_per_jid so that one address
     # alone cannot throttle a JID for its other clients.
     failures_per_pair: int = 3
+
+    def check(self) -> None:
+        for key in ("failures_per_jid", "failures_per_address", "failures_per_pair", "window"):
+            _positive(f"throttle.{key}", getattr(self, key))
 
 
 @dataclass(frozen=True)
@@ -105,6 +141,18 @@ class SseConfig:
     # (microseconds, as MongooseIM's SSE stamped them; archive entries stay in ms).
     timestamp_unit: str = "ms"
 
+    def check(self) -> None:
+        for key in ("keepalive", "max_queued_bytes", "replay_seconds", "replay_bytes", "token_lifetime"):
+            _positive(f"sse.{key}", getattr(self, key))
+        _finite("sse.keepalive", self.keepalive)
+        _finite("sse.replay_seconds", self.replay_seconds)
+        if self.replay_events < 0:
+            raise ConfigError("sse.replay_events: must not be negative")
+        if self.timestamp_unit not in ("ms", "us"):
+            raise ConfigError('sse.timestamp_unit: expected "ms" or "us"')
+        if not -128 <= self.priority <= 127:
+            raise ConfigError("sse.priority: expected a presence priority (-128..127)")
+
 
 @dataclass(frozen=True)
 class LimitsConfig:
@@ -120,11 +168,22 @@ class LimitsConfig:
     # Open event streams of one user; past it: 429. 0: no cap.
     max_streams_per_user: int = 10
 
+    def check(self) -> None:
+        _positive("limits.user_burst", self.user_burst)
+        _positive("limits.address_burst", self.address_burst)
+        for key in ("user_rate", "address_rate", "max_sessions", "max_streams", "max_streams_per_user"):
+            value = getattr(self, key)
+            if value < 0 or not math.isfinite(value):
+                raise ConfigError(f"limits.{key}: expected a finite number, 0 or more")
+
 
 @dataclass(frozen=True)
 class MetricsConfig:
     # Where /metrics (Prometheus text format) listens: an endpoint string; "" turns it off.
     endpoint: str = ""
+
+    def check(self) -> None:
+        """Nothing to check beyond types: the endpoint is parsed when the daemon starts."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +196,11 @@ class Config:
     sse: SseConfig = field(default_factory=SseConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    def check(self) -> None:
+        """Each section checks its own values; the first problem is the one reported."""
+        for section in (self.http, self.xmpp, self.muclight, self.storage, self.throttle, self.sse, self.limits):
+            section.check()
 
 
 _TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
@@ -175,71 +239,14 @@ def _positive(path: str, value: float) -> None:
         raise ConfigError(f"{path}: must be greater than 0")
 
 
-def _validate(config: Config) -> None:
-    if config.xmpp.tls not in ("required", "optional", "disabled"):
-        raise ConfigError('xmpp.tls: expected "required", "optional" or "disabled"')
-    if not config.xmpp.domains:
-        raise ConfigError("xmpp.domains: at least one domain is needed")
-    for path, port in (("xmpp.port", config.xmpp.port), ("muclight.port", config.muclight.port)):
-        if not 0 < port < 65536:
-            raise ConfigError(f"{path}: expected a port number (1-65535)")
-    for path, number in (
-        ("http.idle_timeout", config.http.idle_timeout),
-        ("http.max_body", config.http.max_body),
-        ("http.backlog", config.http.backlog),
-        ("xmpp.idle_timeout", config.xmpp.idle_timeout),
-        ("xmpp.timeout", config.xmpp.timeout),
-        ("muclight.max_occupants", config.muclight.max_occupants),
-        ("throttle.failures_per_jid", config.throttle.failures_per_jid),
-        ("throttle.failures_per_address", config.throttle.failures_per_address),
-        ("throttle.failures_per_pair", config.throttle.failures_per_pair),
-        ("throttle.window", config.throttle.window),
-        ("sse.keepalive", config.sse.keepalive),
-        ("sse.max_queued_bytes", config.sse.max_queued_bytes),
-        ("sse.replay_seconds", config.sse.replay_seconds),
-        ("sse.replay_bytes", config.sse.replay_bytes),
-        ("sse.token_lifetime", config.sse.token_lifetime),
-    ):
-        _positive(path, number)
-    for path, seconds in (("sse.keepalive", config.sse.keepalive), ("sse.replay_seconds", config.sse.replay_seconds)):
-        if not math.isfinite(seconds):
-            raise ConfigError(f"{path}: expected a finite number")
-    for path, number in (
-        ("http.header_timeout", config.http.header_timeout),
-        ("http.body_timeout", config.http.body_timeout),
-        ("http.shutdown_timeout", config.http.shutdown_timeout),
-        ("limits.user_burst", config.limits.user_burst),
-        ("limits.address_burst", config.limits.address_burst),
-    ):
-        _positive(path, number)
-    for path, number in (
-        ("http.header_timeout", config.http.header_timeout),
-        ("http.body_timeout", config.http.body_timeout),
-        ("http.shutdown_timeout", config.http.shutdown_timeout),
-        ("limits.user_rate", config.limits.user_rate),
-        ("limits.address_rate", config.limits.address_rate),
-        ("limits.max_sessions", config.limits.max_sessions),
-        ("limits.max_streams", config.limits.max_streams),
-        ("limits.max_streams_per_user", config.limits.max_streams_per_user),
-    ):
-        if number < 0 or not math.isfinite(number):
-            raise ConfigError(f"{path}: expected a finite number, 0 or more")
-    if config.sse.replay_events < 0:
-        raise ConfigError("sse.replay_events: must not be negative")
-    if config.sse.timestamp_unit not in ("ms", "us"):
-        raise ConfigError('sse.timestamp_unit: expected "ms" or "us"')
-    if not -128 <= config.sse.priority <= 127:
-        raise ConfigError("sse.priority: expected a presence priority (-128..127)")
-    if config.xmpp.ca_file:
-        try:
-            ssl.Certificate.loadPEM(Path(config.xmpp.ca_file).read_bytes())
-        except OSError as e:
-            raise ConfigError(f"xmpp.ca_file: cannot read {config.xmpp.ca_file}: {e.strerror}") from None
-        except Exception:
-            raise ConfigError(f"xmpp.ca_file: {config.xmpp.ca_file} is not a PEM certificate") from None
-    url = config.storage.url
-    if not (url.startswith("sqlite://") or url.startswith(("postgresql://", "postgres://"))):
-        raise ConfigError("storage.url: expected sqlite:///path or postgresql://...")
+def _finite(path: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(f"{path}: expected a finite number")
+
+
+def _port(path: str, port: int) -> None:
+    if not 0 < port < 65536:
+        raise ConfigError(f"{path}: expected a port number (1-65535)")
 
 
 def _with_secret(config: Config, environ: dict[str, str]) -> Config:
@@ -269,7 +276,7 @@ def parse_config(text: str, environ: dict[str, str] | None = None) -> Config:
             raise ConfigError(f"{name}: unknown section")
         values[name] = _section(name, hints[name], table)
     config = _with_secret(Config(**values), dict(os.environ) if environ is None else environ)
-    _validate(config)
+    config.check()
     return config
 
 

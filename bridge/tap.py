@@ -6,7 +6,6 @@ the reactor as a parameter so tests can run the same wiring on a fake clock.
 
 from __future__ import annotations
 
-import resource
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +34,7 @@ from bridge.http.site import BridgeSite, build_site
 from bridge.metrics import BridgeMetrics, MetricsResource, MetricsSite
 from bridge.muclight import build_component
 from bridge.muclight.component import ComponentConnection
+from bridge.rlimit import raise_open_files_limit
 from bridge.shutdown import DrainingHttpService, StagedService
 from bridge.store import StoreService, open_store
 from bridge.throttle import LoginThrottle
@@ -82,16 +82,6 @@ class BridgeParts:
     metrics_http: StreamServerEndpointService | None = None
     # The MUC Light component (None when muclight.component is false).
     component: ComponentConnection | None = None
-
-
-def raise_open_files_limit() -> None:
-    """Every SSE stream holds a socket and an XMPP session: allow as many files as we may."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            log.warn("Could not raise the open-files limit from {soft}", soft=soft)
 
 
 def connect_settings(config: Config) -> ConnectSettings:
