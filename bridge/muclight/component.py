@@ -2,8 +2,10 @@
 MUC Light service handler attaches to, and that reconnects on its own.
 
 A server restart, a refused handshake or a refused connection all end in a retry with
-exponential backoff capped at ``MAX_DELAY`` seconds, so the rooms are back within that
-long of the server. Why a handshake failed is logged (the stream error's condition, e.g.
+exponential backoff (with jitter) capped at ``MAX_DELAY`` seconds, so the rooms are back
+within that long of the server. The backoff starts afresh only once a handshake succeeds:
+a server that accepts connections but refuses the handshake (Prosody with another
+component connected for the name) is not hammered. Why a handshake failed is logged (the stream error's condition, e.g.
 ``not-authorized`` for a wrong secret), once per change of reason; the secret never is.
 """
 
@@ -18,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import component, xmlstream
 from twisted.words.xish import domish
+from twisted.words.xish import xmlstream as xish_xmlstream
 from wokkel.subprotocols import StreamManager
 
 from bridge.protocol.xml import StanzaStream
@@ -46,6 +49,11 @@ class _Factory(xmlstream.XmlStreamFactory):
     def __init__(self, authenticator: Any, owner: ComponentConnection) -> None:
         super().__init__(authenticator)
         self._owner = owner
+
+    def buildProtocol(self, addr: Any) -> xmlstream.XmlStream:
+        # Twisted's XmlStreamFactory resets the delay on every TCP connect, which kept a
+        # refused handshake retrying every initialDelay; ComponentConnection._authd resets it.
+        return xish_xmlstream.XmlStreamFactoryMixin.buildProtocol(self, addr)
 
     def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
         self._owner._problem(f"cannot connect: {reason.getErrorMessage()}")
