@@ -2,8 +2,10 @@
 opens ``GET /api/sse``.
 
 A client with the user's Basic credentials asks ``POST /api/sse/token`` for a token and
-passes it as ``?token=``. A token is random (``secrets.token_urlsafe``), opens event streams
-only, belongs to one user and lives ``sse.token_lifetime`` seconds. It carries no password,
+passes it as ``?token=``. A token is ``<user>.<secret>``: the URL-safe base64 (no padding)
+of the user's bare JID, so that a load balancer can route it like that user's Basic
+requests (DESIGN.md, Live events), then 32 random bytes (``secrets.token_urlsafe``). It
+opens event streams only, belongs to one user and lives ``sse.token_lifetime`` seconds. It carries no password,
 so it is bound to the live XMPP session it was issued from: that session is held open for
 the token's lifetime, and once it ends the token is worthless.
 
@@ -15,6 +17,7 @@ without its query.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -30,8 +33,14 @@ from bridge.xmpp.session import Session
 
 # Live tokens per user; issuing more retires the oldest, so tokens cannot pile up.
 MAX_TOKENS_PER_USER = 16
-# No token we issue is longer; longer input is not worth hashing.
-MAX_TOKEN_LENGTH = 128
+# No token we issue is longer (the base64 of a 2,047-byte bare JID, a dot, 43 characters);
+# longer input is not worth hashing.
+MAX_TOKEN_LENGTH = 2800
+
+
+def user_part(jid: str) -> str:
+    """The token's first part: ``jid`` (a bare JID) as URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(jid.encode("utf-8")).rstrip(b"=").decode("ascii")
 
 
 def _digest(token: str) -> bytes:
@@ -66,7 +75,7 @@ class StreamTokens(Service):
         """A new token for ``session``'s user, holding the session for its lifetime."""
         if not self.running:
             raise ServerUnavailable("the bridge is shutting down")
-        token = secrets.token_urlsafe(32)
+        token = f"{user_part(session.jid.userhost())}.{secrets.token_urlsafe(32)}"
         grant = _Grant(
             _digest(token),
             session.jid.userhost(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -461,6 +462,14 @@ class TokenTests(unittest.TestCase):
         self.assertIs(self.tokens.session_for(token), self.session)
         self.assertEqual(self.session.holds, 1)
         self.assertNotEqual(self.issue(), token)
+
+    def test_first_part_names_the_user(self) -> None:
+        """The part before the first dot is the URL-safe base64 (no padding) of the bare JID (DESIGN.md)."""
+        first, dot, secret = self.issue().partition(".")
+        self.assertTrue(dot and len(secret) >= 40)
+        self.assertNotIn("=", first)
+        decoded = base64.urlsafe_b64decode(first + "=" * (-len(first) % 4)).decode()
+        self.assertEqual(decoded, self.session.jid.userhost())
 
     def test_wrong_tokens_give_nothing(self) -> None:
         """Unknown, altered, empty and oversized tokens give no session."""
