@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import secrets
 
+from twisted.words.protocols.jabber.jid import JID
+
+from bridge.protocol.upload import UploadService
+from bridge.xmpp.upload import FileTooLarge, request_slot
 from tests.integration.base import BridgeTestCase
 
 
@@ -62,3 +66,11 @@ class UploadTests(BridgeTestCase):
         )
         self.assertEqual(reply.code, 201, reply)
         self.assertGreaterEqual(await self.put(reply.json, b"x" * 11, "text/plain"), 400)
+
+    async def test_server_own_file_too_large_error_is_recognised(self) -> None:
+        """Asked past its limit, the server's own refusal carries <file-too-large/>, which the bridge maps to 413."""
+        alice = self.new_user("alice")
+        session = await self.bridge.parts.pool.session(JID(alice[0]), alice[1])
+        unknown_limit = UploadService(JID(self.server.upload_host), None)
+        with self.assertRaises(FileTooLarge):
+            await request_slot(session, unknown_limit, "big.bin", self.server.upload_limit + 1, None)
