@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import secrets
 
+from twisted.internet import defer, reactor
 from twisted.words.protocols.jabber.jid import JID
 
 from bridge.protocol.upload import UploadService
 from bridge.xmpp.upload import FileTooLarge, request_slot
-from tests.integration.base import BridgeTestCase
+from tests.integration.base import BridgeTestCase, Reply, basic
+from tests.servers.fixture import RunningBridge, bridge_config
+from tests.servers.prosody import ProsodyServer
 
 
 class UploadTests(BridgeTestCase):
@@ -74,3 +77,22 @@ class UploadTests(BridgeTestCase):
         unknown_limit = UploadService(JID(self.server.upload_host), None)
         with self.assertRaises(FileTooLarge):
             await request_slot(session, unknown_limit, "big.bin", self.server.upload_limit + 1, None)
+
+    async def test_server_without_upload_is_501(self) -> None:
+        """A Prosody without an upload component: 501 with the contract string, on every try."""
+        own = ProsodyServer(upload=False)
+        own.start()
+        self.addCleanup(own.cleanup)
+        own.register("alice", "pw")
+        config = bridge_config(self.mktemp(), xmpp={"port": own.c2s_port, "ca_file": str(own.ca_file)})
+        running = RunningBridge(reactor, config)
+        await running.start()
+        self.addCleanup(lambda: defer.Deferred.fromCoroutine(running.stop()))
+        for _ in range(2):  # the second answer comes from the per-domain cache
+            response = await running.http.post(
+                running.url("/api/uploads"),
+                json={"filename": "a.txt", "size": 1},
+                headers={"Authorization": [basic("alice@localhost", "pw")]},
+            )
+            reply = Reply(response.code, response.headers, await response.content())
+            self.assertEqual((reply.code, reply.json), (501, "the XMPP server has no file upload (XEP-0363)"))
