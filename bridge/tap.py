@@ -26,6 +26,7 @@ from bridge.api.rooms import RoomsApi
 from bridge.api.root import ApiGroups, BridgeApi
 from bridge.api.sse import SseApi
 from bridge.api.tokens import StreamTokens
+from bridge.api.uploads import UploadsApi
 from bridge.config import Config, ConfigError, check_startup, load_config
 from bridge.events import EventHub, ReplayLimits
 from bridge.http.limits import EventStreams, RequestLimits
@@ -175,6 +176,7 @@ def build_http(
         sse=SseApi(auth, events, tokens, reactor, config.sse, config.http.realm, streams),
         rooms=RoomsApi(auth, config.muclight.service),
         presence=PresenceApi(auth, config.muclight.service, config.sse.priority),
+        uploads=UploadsApi(auth, reactor),
     )
     limits = RequestLimits(reactor, config.limits, pool, throttle)
     site = build_site(

@@ -17,6 +17,7 @@ from bridge.http.checks import require_json_body
 from bridge.protocol.convert import CHAT_MARKERS, CHAT_STATES
 from bridge.protocol.jid import parse
 from bridge.protocol.properties import PropertyValue, smack_property
+from bridge.protocol.upload import valid_http_url
 from bridge.protocol.xml import is_xml_text
 
 MAX_LIMIT = 500
@@ -174,3 +175,13 @@ def chat_state(body: dict[str, Any]) -> str | None:
     if state not in CHAT_STATES:
         raise BadRequest("Invalid chat_state")
     return str(state)
+
+
+def oob_url(body: dict[str, Any]) -> str | None:
+    """An XEP-0066 ``oob_url``: an absolute http(s) URL of at most 2048 characters, or None."""
+    url = body.get("oob_url")
+    if url is None:
+        return None
+    if not isinstance(url, str) or not valid_http_url(url):
+        raise BadRequest("Invalid oob_url")
+    return url

@@ -16,6 +16,7 @@ from bridge.api.input import (
     json_object,
     markable,
     message_properties,
+    oob_url,
     optional_text,
     parse_jid,
     text,
@@ -30,10 +31,14 @@ def message_content(body: dict[str, Any]) -> tuple[str | None, bool, dict[str, s
     """(body, markable, chat_marker, chat_state) of a one-to-one message.
 
     The body may be left out when a marker or a chat state is given; with none of the three
-    it is 400 "Missing message body", as MongooseIM answered.
+    it is 400 "Missing message body", as MongooseIM answered. With an ``oob_url`` it
+    defaults to the URL (XEP-0066, as Conversations sends attachments).
     """
     marker, state = chat_marker(body), chat_state(body)
     is_markable = markable(body)
+    attachment = oob_url(body)
+    if body.get("body") in (None, "") and attachment is not None:
+        return attachment, is_markable, marker, state
     if body.get("body") in (None, "") and (marker is not None or state is not None):
         return None, False, marker, state
     text_body = text(body, "body", "Missing message body", "Invalid message body")
@@ -64,6 +69,7 @@ class MessagesApi:
             markable=is_markable,
             chat_marker=marker,
             chat_state=state,
+            oob_url=oob_url(body),
         )
         if body.get("parent") is not None and body.get("thread") is None:
             raise BadRequest("Invalid parent: a parent needs a thread")

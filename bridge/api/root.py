@@ -21,6 +21,7 @@ from bridge.api.presence import PresenceApi
 from bridge.api.rendering import json_errors
 from bridge.api.rooms import RoomsApi
 from bridge.api.sse import SseApi
+from bridge.api.uploads import UploadsApi
 from bridge.http.readiness import Readiness
 
 
@@ -33,6 +34,7 @@ class ApiGroups:
     contacts: ContactsApi
     rooms: RoomsApi
     presence: PresenceApi
+    uploads: UploadsApi
 
 
 class BridgeApi:
@@ -60,6 +62,10 @@ class BridgeApi:
     @app.route("/api/presence", branch=True)
     def presence(self, request: Request) -> Resource:
         return self._groups.presence.app.resource()
+
+    @app.route("/api/uploads", branch=True)
+    def uploads(self, request: Request) -> Resource:
+        return self._groups.uploads.app.resource()
 
     @app.route("/api/sse", branch=True)
     def sse(self, request: Request) -> Resource:

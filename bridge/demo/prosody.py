@@ -2,9 +2,11 @@
 
 The server is real: c2s with STARTTLS on a certificate made for the run (``bridge.demo.tls``),
 SASL, roster, carbons, MAM in SQLite (Prosody's default file store archives about 60
-messages/s), stream management, and the MUC Light service declared as an XEP-0114
-component with XEP-0356 presence privileges (see DESIGN.md, "Room delivery"). Accounts are
-written straight into Prosody's internal store.
+messages/s), stream management, the MUC Light service declared as an XEP-0114
+component with XEP-0356 presence privileges (see DESIGN.md, "Room delivery"), and (unless
+``upload=False``) XEP-0363 file upload: ``mod_http_file_share`` as the component
+``upload.<domain>``, its HTTP on a free loopback port, its URLs on ``127.0.0.1`` (no DNS
+needed). Accounts are written straight into Prosody's internal store.
 
 Prosody refuses to run as root, so as root it runs as the ``prosody`` user on a work
 directory that user owns.
@@ -130,10 +132,14 @@ class Prosody(LocalServer):
     """One Prosody process with one user domain and one declared component.
 
     ``archive``: "sql" (MAM in SQLite, needs lua-dbi-sqlite3), "internal" (Prosody's file
-    store) or "off" (no MAM). ``launcher``: the ``prosody`` command to run.
+    store) or "off" (no MAM). ``launcher``: the ``prosody`` command to run. ``upload``:
+    serve XEP-0363 uploads (``upload_host``, files up to ``upload_limit`` bytes) over HTTP
+    on ``http_port``.
     """
 
     name = "prosody"
+    # Small, so that a test can exceed it cheaply.
+    upload_limit = 1024 * 1024
 
     def __init__(
         self,
@@ -145,9 +151,34 @@ class Prosody(LocalServer):
         component_port: int | None = None,
         workdir: Path | None = None,
         launcher: str = "prosody",
+        upload: bool = True,
     ) -> None:
         super().__init__(domain, component, privileges, archive, c2s_port, component_port, workdir)
         self.launcher = launcher
+        self.upload = upload
+        self.upload_host = f"upload.{domain}"
+        self.http_port = free_port() if upload else None
+
+    def upload_config(self) -> tuple[str, str]:
+        """(global options, component section) of XEP-0363 uploads; empty without ``upload``."""
+        if not self.upload:
+            return "", ""
+        base = f"http://127.0.0.1:{self.http_port}/"
+        # https_ports: none, or Prosody would listen on 5281, shared by every Prosody here.
+        global_options = f"""http_ports = {{ {self.http_port} }}
+http_interfaces = {{ "127.0.0.1" }}
+https_ports = {{ }}
+"""
+        # http_host: requests to 127.0.0.1 reach this component's HTTP handlers;
+        # http_external_url: the slots' URLs point there.
+        component = f"""
+Component {lua_string(self.upload_host)} "http_file_share"
+  http_host = "127.0.0.1"
+  http_external_url = {lua_string(base)}
+  http_file_share_size_limit = {self.upload_limit}
+  http_file_share_daily_quota = {self.upload_limit * 100}
+"""
+        return global_options, component
 
     @property
     def log_file(self) -> Path:
@@ -166,6 +197,7 @@ class Prosody(LocalServer):
             else ""
         )
         component_modules = 'modules_enabled = { "privilege" }' if self.privileges else ""
+        upload_global, upload_component = self.upload_config()
         work = str(self.workdir)
         return f"""
 certificates = {lua_string(work)}
@@ -194,14 +226,14 @@ default_archive_policy = true
 max_archive_query_results = 500
 limits = {{ c2s = {{ rate = "100mb/s" }}, s2sin = {{ rate = "100mb/s" }} }}
 ssl = {{ certificate = {lua_string(str(certs.cert_file))}, key = {lua_string(str(certs.key_file))} }}
-
+{upload_global}
 VirtualHost {lua_string(self.domain)}
   {privileged}
 
 Component {lua_string(self.component)}
   component_secret = {lua_string(self.component_secret)}
   {component_modules}
-"""
+{upload_component}"""
 
     def start(self) -> None:
         """Write the configuration and start Prosody; return once c2s and components listen."""
@@ -220,6 +252,8 @@ Component {lua_string(self.component)}
         try:
             wait_for_port(self.c2s_port)
             wait_for_port(self.component_port)
+            if self.http_port is not None:
+                wait_for_port(self.http_port)
         except RuntimeError:
             self.stop()
             raise RuntimeError("Prosody did not start:\n" + self.tail_logs()) from None

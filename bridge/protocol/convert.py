@@ -1,7 +1,8 @@
 """Message stanzas to the REST API's JSON, and JSON to stanzas.
 
 Covers RFC 6121 chat messages with XEP-0201 threads (``parent``), XEP-0333 chat markers,
-XEP-0085 chat states, the XEP-0203 ``<delay/>`` timestamps that XEP-0313 archives carry,
+XEP-0085 chat states, XEP-0066 out-of-band URLs (attachments), the XEP-0203 ``<delay/>``
+timestamps that XEP-0313 archives carry,
 and MUC Light room messages and affiliation notices; Smack's properties are
 ``bridge.protocol.properties``', which received stanzas are live events
 ``bridge.protocol.events``'. Hostile or malformed input from either side is skipped or
@@ -27,9 +28,11 @@ from bridge.protocol.namespaces import (
     NS_CLIENT,
     NS_DELAY,
     NS_HINTS,
+    NS_OOB,
     NS_PROPERTIES,
 )
 from bridge.protocol.properties import PropertyValue, add_properties, smack_property
+from bridge.protocol.upload import valid_http_url
 from bridge.protocol.xml import child
 
 CHAT_MARKERS = ("received", "displayed", "acknowledged")
@@ -79,6 +82,17 @@ def chat_state_of(message: domish.Element) -> str | None:
     return None
 
 
+def oob_url_of(oob: domish.Element) -> str | None:
+    """The ``<url/>`` of an XEP-0066 ``<x xmlns='jabber:x:oob'/>``, if it is an http(s) URL.
+
+    Clients show the URL as a link or fetch it: a ``javascript:`` or ``file:`` URL from a
+    hostile sender is not passed on.
+    """
+    url = child(oob, "url", NS_OOB)
+    text = str(url).strip() if url is not None else ""
+    return text if valid_http_url(text) else None
+
+
 def message_to_json(message: domish.Element, timestamp: int, fallback_id: str = "") -> dict[str, Any]:
     """A message stanza as the API's received-message JSON (DESIGN.md, RecvMessage)."""
     result: dict[str, Any] = {
@@ -89,7 +103,7 @@ def message_to_json(message: domish.Element, timestamp: int, fallback_id: str = 
     }
     # One pass over the children (this runs for each of the up to 500 messages of an archive
     # page); the first element of each kind counts, as with ``child`` and ``chat_marker_of``.
-    body = thread = properties = None
+    body = thread = properties = oob = None
     marker: dict[str, str] | None = None
     markable = False
     state: str | None = None
@@ -111,6 +125,8 @@ def message_to_json(message: domish.Element, timestamp: int, fallback_id: str = 
             properties = element
         elif uri == NS_CHAT_STATES and state is None and name in CHAT_STATES:
             state = name
+        elif uri == NS_OOB and name == "x" and oob is None:
+            oob = element
     if body is not None:
         result["body"] = str(body)
     if thread is not None and str(thread):
@@ -125,6 +141,9 @@ def message_to_json(message: domish.Element, timestamp: int, fallback_id: str = 
         result["chat_marker"] = marker
     if state is not None:
         result["chat_state"] = state
+    url = oob_url_of(oob) if oob is not None else None
+    if url is not None:
+        result["oob_url"] = url
     return result
 
 
@@ -138,6 +157,7 @@ def build_message(
     markable: bool = False,
     chat_marker: dict[str, str] | None = None,
     chat_state: str | None = None,
+    oob_url: str | None = None,
 ) -> domish.Element:
     """A message stanza with a fresh id; callers have validated every value already.
 
@@ -145,6 +165,9 @@ def build_message(
     notifications are no messages of anyone's archive. A one-to-one marker without a body
     carries ``<store/>``, as servers differ (ejabberd 23.01 archives no bodiless message
     unless told; Prosody 0.12 keeps markers anyway) and the API reads markers back.
+    ``oob_url`` is an XEP-0066 attachment (``<x xmlns='jabber:x:oob'><url/></x>``); the
+    caller sets the body to the URL when there is no other, as Conversations does, so
+    that clients without XEP-0066 show the link.
     """
     message = domish.Element((NS_CLIENT, "message"))
     message["to"] = to.full()
@@ -173,6 +196,8 @@ def build_message(
         message.addElement((NS_CHAT_STATES, chat_state))
         if body is None and chat_marker is None:
             message.addElement((NS_HINTS, "no-store"))
+    if oob_url is not None:
+        message.addElement((NS_OOB, "x")).addElement("url", content=oob_url)
     return message
 
 

@@ -32,6 +32,10 @@ NS_CHAT_STATES = "http://jabber.org/protocol/chatstates"
 NS_HINTS = "urn:xmpp:hints"
 NS_PROPERTIES = "http://www.jivesoftware.com/xmlns/xmpp/properties"
 
+# Attachments: XEP-0363 HTTP File Upload, XEP-0066 out-of-band data (a message's URL).
+NS_UPLOAD = "urn:xmpp:http:upload:0"
+NS_OOB = "jabber:x:oob"
+
 # XEP-0356 privileged entities (the component's presence permission).
 NS_PRIVILEGE = "urn:xmpp:privilege:2"
 

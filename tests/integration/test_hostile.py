@@ -247,6 +247,23 @@ BAD_MARKERS: list[Any] = [
 ]
 BAD_STATES: list[Any] = ["typing", "", "Active", 1, True, ["active"], {"state": "active"}, "active\x00", "composing "]
 BAD_MARKABLES: list[Any] = ["true", 1, 0, [], {}]
+BAD_OOB_URLS: list[Any] = [
+    "",
+    "javascript:alert(1)",
+    "file:///etc/passwd",
+    "ftp://127.0.0.1/x",
+    "//127.0.0.1/x",
+    "http://",
+    "http://127.0.0.1:99999/x",
+    "https://h/a b",
+    "https://h/\x00",
+    "https://h/\r\nX: y",
+    "https://h/" + "a" * 2048,
+    5,
+    True,
+    ["https://h/x"],
+    {"url": "https://h/x"},
+]
 
 
 def message_feature_rows(path: str, with_body: dict[str, Any], without_body: dict[str, Any]) -> list[Row]:
@@ -273,6 +290,9 @@ def message_feature_rows(path: str, with_body: dict[str, Any], without_body: dic
             rows.append(Row("POST", path, as_json({**without_body, "chat_state": bad}), expect="Invalid chat_state"))
             rows.append(Row("POST", path, as_json({**with_body, "chat_state": bad}), expect="Invalid chat_state"))
         rows.append(Row("POST", path, as_json({**without_body, "markable": True}), expect="Missing message body"))
+        for bad in BAD_OOB_URLS:
+            rows.append(Row("POST", path, as_json({**without_body, "oob_url": bad}), expect="Invalid oob_url"))
+            rows.append(Row("POST", path, as_json({**with_body, "oob_url": bad}), expect="Invalid oob_url"))
     return rows
 
 
@@ -397,6 +417,36 @@ class PresenceHostileTests(HostileTestCase):
             Row("GET", "/api/presence/%FF"),
             Row("DELETE", "/api/presence"),
             Row("GET", "/api/presence"),
+        ]
+        await self.run_table(rows)
+
+
+class UploadsHostileTests(HostileTestCase):
+    async def test_uploads_rows(self) -> None:
+        """/api/uploads with hostile file names, sizes, types and bytes: a 400 naming the field, never a 5xx."""
+        await self.setup_users()
+        rows: list[Row] = []
+        for name in [*CONTROL_TEXTS, "a/b", "..", "a\\b", "x" * 256, 5, True, [], {}]:
+            rows.append(Row("POST", "/api/uploads", as_json({"filename": name, "size": 1}), expect="Invalid filename"))
+        rows.append(Row("POST", "/api/uploads", as_json({"size": 1}), expect="Missing filename"))
+        for size in [-1, 1.5, "1", True, None, [], {}, 2**63, 2**64]:
+            rows.append(Row("POST", "/api/uploads", as_json({"filename": "f", "size": size}), expect="Invalid size"))
+        for literal in [*NUMBER_LITERALS, b"1e3", b"-0.0"]:
+            rows.append(Row("POST", "/api/uploads", object_with("size", literal, filename="f")))
+        for literal in RAW_JSON_TEXTS:
+            rows.append(Row("POST", "/api/uploads", object_with("filename", literal, size=1)))
+            rows.append(Row("POST", "/api/uploads", object_with("content_type", literal, filename="f", size=1)))
+        for content_type in [*CONTROL_TEXTS, "text", "text/", "/plain", "a b/c", "text/plain\r\nX: y", 7, [], ""]:
+            body = as_json({"filename": "f", "size": 1, "content_type": content_type})
+            rows.append(Row("POST", "/api/uploads", body, expect="Invalid content_type"))
+        for body in (b'{"filename":"\xff","size":1}', b"\xff\xfe", b"\x00", b"[1]", b"{", b""):
+            rows.append(Row("POST", "/api/uploads", body))
+        rows += [
+            Row("POST", "/api/uploads", as_json({"filename": "f", "size": 1}), headers={"Content-Type": "text/plain"}),
+            Row("POST", "/api/uploads", as_json({"filename": "f", "size": 1}), auth=False),
+            Row("GET", "/api/uploads"),
+            Row("POST", "/api/uploads/%FF", as_json({"filename": "f", "size": 1})),
+            Row("POST", "/api/uploads?%FF=1", as_json({"filename": "f", "size": 1})),
         ]
         await self.run_table(rows)
 

@@ -213,6 +213,10 @@ class FakeSession:
         # The error every XMPP-side operation raises while set (None: they succeed).
         self.failure: Exception | None = None
         self.sent: list[domish.Element] = []
+        # Answers ``iq`` (the raw IQs of e.g. XEP-0363 discovery): (type, payload, to) -> the
+        # result IQ; unset, every IQ is refused with service-unavailable.
+        self.iq_answer: Callable[[str, domish.Element, JID | None], domish.Element] | None = None
+        self.iqs: list[tuple[str, domish.Element, str | None]] = []
         self.archive = FakeArchive(self)
         self.roster = FakeRoster(self)
         self.rooms = FakeRooms(self)
@@ -238,6 +242,15 @@ class FakeSession:
 
     async def round_trip(self) -> None:
         self.check()
+
+    async def iq(
+        self, stanza_type: str, payload: domish.Element, to: JID | None = None, timeout: float | None = None
+    ) -> domish.Element:
+        self.check()
+        self.iqs.append((stanza_type, payload, to.full() if to is not None else None))
+        if self.iq_answer is None:
+            raise StanzaError("service-unavailable")
+        return self.iq_answer(stanza_type, payload, to)
 
     def end(self) -> None:
         """The stream ended (the server went away)."""

@@ -21,6 +21,9 @@ Start-up notes (Debian's package):
   (``erlang-p1-sqlite3``) in a directory under ``/dev/shm`` when there is one.
 * ``ejabberdctl register`` starts an Erlang VM per call (0.8 s each); ``register`` uses
   ``mod_http_api`` on a loopback HTTP listener instead (11 ms each).
+* XEP-0363 uploads: ``mod_http_upload`` (service ``upload.<domain>``, routed by the node
+  itself) serves ``/upload`` on that same listener, its files in the work directory, up to
+  ``upload_limit`` bytes.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ class EjabberdServer(XmppTestServer):
     """One ejabberd node with one user domain and one component."""
 
     name = "ejabberd"
+    # The same as the Prosody harness's: small, so that a test can exceed it cheaply.
+    upload_limit = 1024 * 1024
 
     def __init__(
         self,
@@ -87,6 +92,7 @@ class EjabberdServer(XmppTestServer):
         self.http_port = free_port()
         self.dist_port = free_port()
         self.node = f"bridge-{secrets.token_hex(4)}@localhost"
+        self.upload_host = f"upload.{domain}"
 
     @property
     def log_dir(self) -> Path:
@@ -107,6 +113,15 @@ class EjabberdServer(XmppTestServer):
         if not self.privileges:
             del modules["mod_privilege"]
         modules["mod_http_api"] = {}
+        upload_base = f"http://127.0.0.1:{self.http_port}/upload"
+        modules["mod_http_upload"] = {
+            "hosts": [self.upload_host],
+            "put_url": upload_base,
+            "get_url": upload_base,
+            "docroot": str(self.workdir / "upload"),
+            "max_size": self.upload_limit,
+            "access": "bridge_upload",
+        }
         config: dict[str, Any] = {
             "hosts": [self.domain],
             "loglevel": "info",
@@ -131,12 +146,12 @@ class EjabberdServer(XmppTestServer):
                     "port": self.http_port,
                     "ip": "127.0.0.1",
                     "module": "ejabberd_http",
-                    "request_handlers": {"/api": "mod_http_api"},
+                    "request_handlers": {"/api": "mod_http_api", "/upload": "mod_http_upload"},
                 },
                 *snippet["listen"],
             ],
-            "acl": {**snippet["acl"], "loopback": {"ip": ["127.0.0.0/8"]}},
-            "access_rules": {**snippet["access_rules"]},
+            "acl": {**snippet["acl"], "loopback": {"ip": ["127.0.0.0/8"]}, "bridge_users": {"user_regexp": ""}},
+            "access_rules": {**snippet["access_rules"], "bridge_upload": {"allow": "bridge_users"}},
             "api_permissions": {
                 "harness registers users": {
                     "from": ["mod_http_api"],

@@ -30,5 +30,8 @@ class ProsodyServer(Prosody):
         component_port: int | None = None,
         workdir: Path | None = None,
         launcher: str | None = None,
+        upload: bool = True,
     ) -> None:
-        super().__init__(domain, component, privileges, archive, c2s_port, component_port, workdir, launcher or PROSODY)
+        super().__init__(
+            domain, component, privileges, archive, c2s_port, component_port, workdir, launcher or PROSODY, upload
+        )
