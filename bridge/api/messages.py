@@ -13,6 +13,7 @@ from bridge.api.input import (
     archive_window,
     chat_marker,
     chat_state,
+    client_id,
     json_object,
     markable,
     message_properties,
@@ -64,6 +65,7 @@ class MessagesApi:
             markable=is_markable,
             chat_marker=marker,
             chat_state=state,
+            message_id=client_id(body),
         )
         if body.get("parent") is not None and body.get("thread") is None:
             raise BadRequest("Invalid parent: a parent needs a thread")
