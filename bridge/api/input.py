@@ -185,3 +185,26 @@ def oob_url(body: dict[str, Any]) -> str | None:
     if not isinstance(url, str) or not valid_http_url(url):
         raise BadRequest("Invalid oob_url")
     return url
+
+
+# --- Client message ids (DESIGN.md, "Idempotent retries") ---
+
+MAX_CLIENT_ID = 64
+_CLIENT_ID_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-")
+
+
+def client_id(body: dict[str, Any]) -> str | None:
+    """An optional client ``id`` (1-64 of ``[A-Za-z0-9_.:-]``) to become the stanza id, or None.
+
+    The alphabet is narrow on purpose: the id is echoed, stored and compared as it is, so it
+    must need no stringprep, escaping or normalisation on any server. Anything else given
+    (not a string, empty, too long, other characters) is 400 "Invalid id".
+    """
+    value = body.get("id")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_CLIENT_ID:
+        raise BadRequest("Invalid id")
+    if not _CLIENT_ID_CHARACTERS.issuperset(value):
+        raise BadRequest("Invalid id")
+    return value

@@ -13,6 +13,7 @@ from bridge.api.input import (
     archive_window,
     chat_marker,
     chat_state,
+    client_id,
     json_object,
     markable,
     message_properties,
@@ -70,6 +71,7 @@ class MessagesApi:
             chat_marker=marker,
             chat_state=state,
             oob_url=oob_url(body),
+            message_id=client_id(body),
         )
         if body.get("parent") is not None and body.get("thread") is None:
             raise BadRequest("Invalid parent: a parent needs a thread")

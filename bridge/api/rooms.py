@@ -16,7 +16,7 @@ from twisted.words.protocols.jabber.jid import JID
 
 from bridge.api.auth import Authenticator
 from bridge.api.errors import BadRequest
-from bridge.api.input import archive_window, chat_marker, json_object, markable, message_properties
+from bridge.api.input import archive_window, chat_marker, client_id, json_object, markable, message_properties
 from bridge.api.rendering import Response, json_errors, json_route
 from bridge.protocol.convert import build_message, room_message_to_json
 from bridge.protocol.jid import parse
@@ -186,7 +186,13 @@ class RoomsApi:
             raise BadRequest("Invalid request body") from None  # MongooseIM's words for it
         text, is_markable, marker = message_parts(body)
         message = build_message(
-            room, text, "groupchat", markable=is_markable, chat_marker=marker, properties=message_properties(body)
+            room,
+            text,
+            "groupchat",
+            markable=is_markable,
+            chat_marker=marker,
+            properties=message_properties(body),
+            message_id=client_id(body),
         )
         await client.send(room, message)
         return {"id": message["id"]}

@@ -158,8 +158,10 @@ def build_message(
     chat_marker: dict[str, str] | None = None,
     chat_state: str | None = None,
     oob_url: str | None = None,
+    message_id: str | None = None,
 ) -> domish.Element:
-    """A message stanza with a fresh id; callers have validated every value already.
+    """A message stanza with ``message_id`` (a client's id) or a fresh one; callers have
+    validated every value already.
 
     A chat state with neither body nor marker carries XEP-0334 ``<no-store/>``: typing
     notifications are no messages of anyone's archive. A one-to-one marker without a body
@@ -172,7 +174,7 @@ def build_message(
     message = domish.Element((NS_CLIENT, "message"))
     message["to"] = to.full()
     message["type"] = message_type
-    message["id"] = uuid.uuid4().hex
+    message["id"] = message_id or uuid.uuid4().hex
     if body is not None:
         message.addElement("body", content=body)
     if thread is not None:

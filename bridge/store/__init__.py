@@ -125,6 +125,12 @@ class Store:
     async def query_archive(self, room_id: str, query: ArchiveQuery) -> ArchivePage:
         raise NotImplementedError
 
+    async def archived_message(self, room_id: str, stanza_id: str, sender: str) -> ArchivedItem | None:
+        """The earliest groupchat message of ``room_id``'s archive with ``stanza_id`` from
+        ``sender``, or None: how the room recognises a client's retry (DESIGN.md,
+        "Idempotent retries")."""
+        raise NotImplementedError
+
     def is_archive_id(self, text: str) -> bool:
         """Whether ``text`` can be one of this store's archive ids (``ArchivedItem.archive_id``).
 

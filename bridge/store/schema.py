@@ -39,6 +39,9 @@ MIGRATIONS: list[list[str]] = [
             target TEXT NOT NULL,
             PRIMARY KEY (user_jid, kind, target))""",
     ],
+    # 2: idempotent retries look a room's messages up by stanza id (GroupchatHandler). Not
+    # unique: notices and other senders' messages may share an id, and old archives may too.
+    ["CREATE INDEX room_archive_by_stanza_id ON room_archive (room_id, stanza_id)"],
 ]
 
 

@@ -327,6 +327,18 @@ class SqlStore(Store):
                 raise StoreError("not an archive id")
         return await self._run(self._query, room_id, query)
 
+    def _archived_message(self, cursor: Any, room_id: str, stanza_id: str, sender: str) -> ArchivedItem | None:
+        row = self._exec(
+            cursor,
+            "SELECT archive_id, timestamp_ms, stanza_id, kind, sender, xml FROM room_archive "
+            "WHERE room_id = ? AND stanza_id = ? AND kind = 'message' AND sender = ? ORDER BY archive_id LIMIT 1",
+            (room_id, stanza_id, sender),
+        ).fetchone()
+        return None if row is None else ArchivedItem(str(row[0]), row[1], row[2], row[3], row[4], row[5])
+
+    async def archived_message(self, room_id: str, stanza_id: str, sender: str) -> ArchivedItem | None:
+        return await self._run(self._archived_message, room_id, stanza_id, sender)
+
     # -- blocking
 
     def _blocking_list(self, cursor: Any, user: str) -> list[tuple[str, str]]:

@@ -264,10 +264,32 @@ BAD_OOB_URLS: list[Any] = [
     ["https://h/x"],
     {"url": "https://h/x"},
 ]
+# Client message ids (DESIGN.md, "Idempotent retries"): 1-64 of [A-Za-z0-9_.:-] or 400 "Invalid id".
+BAD_IDS: list[Any] = [
+    "",
+    "x" * 65,
+    5,
+    0,
+    True,
+    ["a"],
+    {"id": "a"},
+    "a b",
+    "a/b",
+    "a@b",
+    "<x/>",
+    "'",
+    "\u00e9t\u00e9",
+    "\uff21",
+    "a\x00",
+    "\U0001f600",
+    " a",
+    "a\t",
+]
 
 
 def message_feature_rows(path: str, with_body: dict[str, Any], without_body: dict[str, Any]) -> list[Row]:
-    """Typed properties, chat markers, markable and chat states gone wrong: each a 400 naming its field."""
+    """Typed properties, chat markers, markable, chat states and client ids gone wrong: each a 400 naming its
+    field."""
     rows = [
         Row("POST", path, as_json({**with_body, "properties": bad}), expect="Invalid properties")
         for bad in BAD_PROPERTIES
@@ -284,6 +306,11 @@ def message_feature_rows(path: str, with_body: dict[str, Any], without_body: dic
     ]
     rows += [
         Row("POST", path, as_json({**with_body, "markable": bad}), expect="Invalid markable") for bad in BAD_MARKABLES
+    ]
+    rows += [Row("POST", path, as_json({**with_body, "id": bad}), expect="Invalid id") for bad in BAD_IDS]
+    rows += [
+        Row("POST", path, object_with("id", literal, **with_body), expect="Invalid id")
+        for literal in RAW_JSON_TEXTS + NUMBER_LITERALS
     ]
     if path == "/api/messages":
         for bad in BAD_STATES:

@@ -44,6 +44,22 @@ class SendTests(RestTestCase):
             self.assertAnswer(await self.request("POST", "/api/messages", body), 400, message)
         self.assertEqual(self.bridge.session().sent, [])
 
+    async def test_client_id_becomes_the_stanza_id(self) -> None:
+        """A client id of 1-64 characters of [A-Za-z0-9_.:-] is the sent stanza's id and the answer's."""
+        for client_id in ("a", "retry:2024-01-01_x.1", "x" * 64):
+            self.bridge.session().sent.clear()
+            answer = await self.request("POST", "/api/messages", {"to": BOB, "body": "hi", "id": client_id})
+            self.assertAnswer(answer, 200, {"id": client_id})
+            (sent,) = self.bridge.session().sent
+            self.assertEqual(sent["id"], client_id)
+
+    async def test_invalid_client_ids_are_400(self) -> None:
+        """An id that is not a string, empty, over 64 characters or with other characters is 400 "Invalid id"."""
+        for client_id in (5, True, ["a"], {}, "", "x" * 65, "a b", "a/b", "caf\u00e9", "a\n", "a@b", "<x>"):
+            answer = await self.request("POST", "/api/messages", {"to": BOB, "body": "hi", "id": client_id})
+            self.assertAnswer(answer, 400, "Invalid id")
+        self.assertEqual(self.bridge.session().sent, [])
+
     async def test_bodies_that_are_not_a_json_object_are_400(self) -> None:
         """A body that does not parse, or is not an object, is 400 "Invalid JSON"."""
         json_type = {"Content-Type": "application/json"}

@@ -116,6 +116,20 @@ class RoomTests(RoomsTestCase):
         self.assertIn("type='groupchat'", xml)
         self.assertIn("<markable xmlns='urn:xmpp:chat-markers:0'/>", xml)
 
+    async def test_send_with_a_client_id(self) -> None:
+        """POST /api/rooms/{id}/messages with a client id sends it as the stanza id and answers 200 with it,
+        every time it is retried; a bad id is 400 "Invalid id" and sends nothing."""
+        await self.make_room()
+        for _ in range(2):
+            answer = await self.request("POST", "/api/rooms/tea/messages", {"body": "hi", "id": "retry-1"})
+            self.assertAnswer(answer, 200, {"id": "retry-1"})
+        self.assertEqual([(kind, "id='retry-1'" in xml) for kind, _, xml in self.rooms.calls], [("send", True)] * 2)
+        self.rooms.calls.clear()
+        for client_id in (1, "", "y" * 65, "no spaces", "sm\u00f8rrebr\u00f8d"):
+            answer = await self.request("POST", "/api/rooms/tea/messages", {"body": "hi", "id": client_id})
+            self.assertAnswer(answer, 400, "Invalid id")
+        self.assertEqual(self.rooms.calls, [])
+
     async def test_message_errors_are_400(self) -> None:
         """A room message with nothing to send, a bad marker or a body that is not JSON gets its 400 string."""
         await self.make_room()

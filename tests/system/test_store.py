@@ -20,6 +20,7 @@ from bridge.store import (
     VersionConflict,
     open_store,
 )
+from bridge.store.schema import MIGRATIONS
 from tests.servers.postgres import fresh_database, postgres_url
 
 
@@ -116,6 +117,28 @@ class StoreTests:
         for bad in ("1 OR 1=1", "", "-1", "1" * 19, "\u0661"):
             self.assertFalse(store.is_archive_id(bad), bad)
 
+    async def test_archived_message_by_stanza_id_and_sender(self) -> None:
+        """A room's archived message is found by (room, stanza id, sender): the earliest of that id, never a
+        notice, another sender's or another room's."""
+        store = await self.open()
+        await store.create_room(Room("r7", "n", "", "v1", (("a@x", "owner"),)), None)
+        await store.create_room(Room("r8", "n", "", "v1", (("a@x", "owner"),)), None)
+        await store.update_room(
+            "r7",
+            "v1",
+            Room("r7", "n", "", "v2", (("a@x", "owner"),)),
+            [NewArchiveItem("retry-1", "affiliation", None, "<message>notice</message>")],
+        )
+        first = await store.archive_message("r7", NewArchiveItem("retry-1", "message", "a@x", "<message>1</message>"))
+        await store.archive_message("r7", NewArchiveItem("retry-1", "message", "a@x", "<message>2</message>"))
+        await store.archive_message("r8", NewArchiveItem("other", "message", "a@x", "<message>3</message>"))
+        found = await store.archived_message("r7", "retry-1", "a@x")
+        self.assertEqual(found, first)
+        self.assertIsNone(await store.archived_message("r7", "retry-1", "b@x"))
+        self.assertIsNone(await store.archived_message("r7", "other", "a@x"))
+        self.assertIsNone(await store.archived_message("r8", "retry-1", "a@x"))
+        self.assertIsNone(await store.archived_message("nope", "retry-1", "a@x"))
+
     async def test_blocking_lists(self) -> None:
         """Deny items are listed, allow removes them, and blockers of a room or inviter are found."""
         store = await self.open()
@@ -145,8 +168,33 @@ class SqliteStoreTests(StoreTests, unittest.TestCase):
         """The SQLite file records the schema version it was migrated to."""
         await self.open()
         connection = sqlite3.connect(self._path)
-        self.assertEqual(connection.execute("SELECT MAX(version) FROM schema_version").fetchone()[0], 1)
+        self.assertEqual(connection.execute("SELECT MAX(version) FROM schema_version").fetchone()[0], len(MIGRATIONS))
         connection.close()
+
+    async def test_version_1_file_migrates_to_the_stanza_id_index(self) -> None:
+        """A file at schema version 1 keeps its archive and gains the (room_id, stanza_id) index on start."""
+        import os
+
+        os.makedirs(os.path.dirname(self.url()[len("sqlite://") :]), exist_ok=True)
+        connection = sqlite3.connect(self._path)
+        connection.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for statement in MIGRATIONS[0]:
+            connection.execute(statement.replace("{id}", "INTEGER PRIMARY KEY AUTOINCREMENT"))
+        connection.execute("INSERT INTO schema_version (version) VALUES (1)")
+        connection.execute("INSERT INTO rooms VALUES ('r1', 'n', '', 'v1', 0)")
+        connection.execute(
+            "INSERT INTO room_archive (room_id, timestamp_ms, stanza_id, kind, sender, xml) "
+            "VALUES ('r1', 5, 'old-id', 'message', 'a@x', '<message/>')"
+        )
+        connection.commit()
+        connection.close()
+        store = await self.open()
+        found = await store.archived_message("r1", "old-id", "a@x")
+        self.assertEqual((found.archive_id, found.timestamp) if found else None, ("1", 5))
+        connection = sqlite3.connect(self._path)
+        indexes = {row[1] for row in connection.execute("PRAGMA index_list(room_archive)")}
+        connection.close()
+        self.assertIn("room_archive_by_stanza_id", indexes)
 
     def test_bad_url(self) -> None:
         """A storage URL of another kind is refused."""

@@ -83,6 +83,12 @@ class MemoryStore(Store):
         ]
         return ArchivePage(items, True, len(items))
 
+    async def archived_message(self, room_id: str, stanza_id: str, sender: str) -> ArchivedItem | None:
+        for n, item in enumerate(self.archive.get(room_id, []), start=1):
+            if (item.stanza_id, item.kind, item.sender) == (stanza_id, "message", sender):
+                return ArchivedItem(str(n), 1000 * n, item.stanza_id, item.kind, item.sender, item.xml)
+        return None
+
     def is_archive_id(self, text: str) -> bool:
         return text.isdigit()
 

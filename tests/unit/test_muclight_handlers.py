@@ -279,6 +279,19 @@ class GroupchatTests(HandlerTestCase):
         self.assertEqual([item.sender for item in self.store.archive["testroom"]], [BOB])
         self.assertNotIn("forged", self.store.archive["testroom"][0].xml)
 
+    def test_retry_of_an_archived_id_is_taken_silently(self) -> None:
+        """A groupchat message whose id the room archived from the same sender is neither archived, broadcast
+        nor refused again; the same id from another sender is a message of its own."""
+        self.message(BOB, ROOM_JID, body="first")
+        self.assertEqual(len(self.sent), 3)
+        self.message(BOB, ROOM_JID, body="retry")
+        self.assertEqual(self.sent, [])
+        self.assertEqual([item.sender for item in self.store.archive["testroom"]], [BOB])
+        self.assertIn("first", self.store.archive["testroom"][0].xml)
+        self.message(KATE, ROOM_JID, body="mine")
+        self.assertEqual(len(self.sent), 3)
+        self.assertEqual([item.sender for item in self.store.archive["testroom"]], [BOB, KATE])
+
     def test_refusals_bounce(self) -> None:
         """A chat message to a room is bad-request; a stranger's groupchat is item-not-found (not occupant)."""
         self.message(BOB, ROOM_JID, kind="chat")
@@ -335,6 +348,24 @@ class _Session:
         return answer
 
 
+class _SendingSession(_Session):
+    """A session that also sends messages: what the component answers is kept in ``delivered``, and
+    bounces go to the client's observer as the stream would pass them."""
+
+    def __init__(self, component: HandlerTestCase, sender: str, client: MucLightClient) -> None:
+        super().__init__(component, sender)
+        self.client, self.delivered = client, []  # type: list[domish.Element]
+
+    def send(self, message: domish.Element) -> None:
+        message["from"] = f"{self.sender}/res1"
+        self.component.sent.clear()
+        self.component.component.receive(message)
+        self.delivered.extend(self.component.sent)
+        for each in self.component.sent:
+            if each.getAttribute("type") == "error" and each["to"].startswith(self.sender):
+                self.client._on_bounce(each)
+
+
 class RestMappingTests(HandlerTestCase):
     """The component's refusals, read by the REST side's MUC Light client, are the RoomError kinds and
     texts the REST API answers with (bridge.api.errors.ROOM_STATUS)."""
@@ -365,6 +396,26 @@ class RestMappingTests(HandlerTestCase):
         with self.assertRaises(RoomBadRequest) as too_many:
             await self.client(ALICE).set_affiliation(room, MIKE, "member")
         self.assertEqual(too_many.exception.message, "Max occupants number reached")
+
+    async def test_retry_is_confirmed_to_the_rest_client(self) -> None:
+        """MucLightClient.send of a message the room archived already returns (REST answers 200) with
+        nothing archived or delivered twice; a stranger's send is still refused."""
+        client = MucLightClient(ArchiveClient())
+        session = _SendingSession(self, BOB, client)
+        client.parent = session  # type: ignore[assignment]
+        for _ in range(2):
+            message = domish.Element((None, "message"))
+            message["to"], message["type"], message["id"] = ROOM_JID, "groupchat", "client-id.1"
+            message.addElement("body", content="hi")
+            await client.send(JID(ROOM_JID), message)
+        self.assertEqual([item.stanza_id for item in self.store.archive["testroom"]], ["client-id.1"])
+        self.assertEqual(sorted(m["to"] for m in session.delivered), sorted(f"{u}/res1" for u in (ALICE, BOB, KATE)))
+        stranger = MucLightClient(ArchiveClient())
+        stranger.parent = _SendingSession(self, MIKE, stranger)  # type: ignore[assignment]
+        message = domish.Element((None, "message"))
+        message["to"], message["type"], message["id"] = ROOM_JID, "groupchat", "client-id.1"
+        with self.assertRaises(NotRoomMember):
+            await stranger.send(JID(ROOM_JID), message)
 
 
 class StanzaErrorTests(unittest.TestCase):

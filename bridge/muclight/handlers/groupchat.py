@@ -4,6 +4,12 @@ The room keeps the sender's payloads (without stanza-level namespaces, and witho
 ``stanza-id`` but its own, XEP-0359), sends it as ``room@service/sender-bare-JID`` to
 every available full JID of every occupant (RFC 6121 8.5.2.1.1: never to a bare JID),
 stamped with the archive id.
+
+A message whose id the room's archive already holds from the same sender is a client's
+retry (DESIGN.md, "Idempotent retries"): it is neither archived nor broadcast again, and
+not refused either, so the sender's confirmation (``MucLightClient.send``'s IQ after the
+message) answers as it did for the first attempt. Only a sender's own id counts: the room
+makes one up for a message without one, which cannot match.
 """
 
 from __future__ import annotations
@@ -62,8 +68,11 @@ class GroupchatHandler(MucLightHandler):
     async def _broadcast(self, message: domish.Element, room_id: str, user: str) -> None:
         room = await self.state.occupied(room_id, user)
         room_jid = self.state.room_jid(room_id)
+        client_id = message.getAttribute("id")
+        if client_id and await self.store.archived_message(room_id, client_id, user) is not None:
+            return  # a retry of an archived message: taken, already delivered
         broadcast = domish.Element((None, "message"))
-        stanza_id = message.getAttribute("id") or uuid.uuid4().hex
+        stanza_id = client_id or uuid.uuid4().hex
         broadcast["from"], broadcast["type"], broadcast["id"] = f"{room_jid}/{user}", "groupchat", stanza_id
         for element in list(message.elements()):
             if element.uri == NS_SID and element.name == "stanza-id":
