@@ -20,13 +20,11 @@ from twisted.web.server import Request
 from twisted.words.protocols.jabber.jid import JID
 
 from bridge.api.errors import ApiError, Unauthorized
-from bridge.http.request import Credentials, bridge_request, client_address, parse_basic
+from bridge.http.request import Credentials, bridge_request, client_address
 from bridge.throttle import LoginThrottle
 from bridge.xmpp.errors import AuthenticationFailed
 from bridge.xmpp.pool import SessionPool
 from bridge.xmpp.session import Session
-
-__all__ = ["Authenticator", "parse_basic"]
 
 
 class Authenticator:

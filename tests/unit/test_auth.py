@@ -10,10 +10,10 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from bridge.api.auth import Authenticator, parse_basic
+from bridge.api.auth import Authenticator
 from bridge.api.errors import ApiError
 from bridge.config import ThrottleConfig
-from bridge.http.request import BridgeRequest
+from bridge.http.request import BridgeRequest, parse_basic
 from bridge.throttle import MAX_DOUBLINGS, BackoffThrottle, FailureThrottle, LoginThrottle
 from bridge.xmpp.errors import AuthenticationFailed
 
