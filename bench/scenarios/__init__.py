@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from bench.model import Run
 from bench.scenarios.archive import scenario_archive
+from bench.scenarios.cluster import scenario_cluster
 from bench.scenarios.cold import scenario_cold
 from bench.scenarios.rooms import scenario_rooms
 from bench.scenarios.send import scenario_send
@@ -24,4 +25,5 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "sse": scenario_sse,
     "rooms": scenario_rooms,
     "cold": scenario_cold,
+    "cluster": scenario_cluster,
 }
