@@ -20,7 +20,18 @@ from bridge.api.errors import BadRequest
 from bridge.api.sse import CLOSE_GRACE, EventStream, format_event, parse_event_id
 from bridge.api.tokens import MAX_TOKENS_PER_USER, StreamTokens
 from bridge.config import ConfigError, SseConfig, parse_config
-from bridge.events import Event, EventHub, ReplayLimits, UserEvents
+from bridge.events import (
+    MAX_SAFE_ID,
+    RESET,
+    TAG_SPACE,
+    TICK_EPOCH_MS,
+    Event,
+    EventHub,
+    ReplayLimits,
+    UserEvents,
+    _reset_reason,
+    id_tag,
+)
 from bridge.http.site import BridgeSite
 from bridge.protocol.events import incoming_event
 from bridge.xmpp.errors import ServerUnavailable
@@ -226,10 +237,69 @@ class ReplayBufferTests(unittest.TestCase):
         return ids
 
     def test_ids_increase_and_start_from_the_wall_clock(self) -> None:
-        """Ids are increasing integers no smaller than the clock in microseconds."""
-        ids = self.add(3)
+        """Ids are increasing integers: milliseconds since 2010 times 4096, plus this incarnation's tag."""
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        events = UserEvents(clock, REPLAY, tag=5)
+        events.begin(object())  # type: ignore[arg-type]
+        ids = [events.last_id]
+        for _ in range(3):
+            events.add("message", {})
+            ids.append(events.last_id)
         self.assertEqual(ids, sorted(set(ids)))
-        self.assertGreaterEqual(ids[0], 1_000 * 1_000_000)
+        self.assertEqual(ids[0], (1_700_000_000_000 - TICK_EPOCH_MS) * TAG_SPACE + 5)
+        self.assertEqual({id_tag(each) for each in ids}, {5})
+        # Above the microsecond ids of earlier versions, below 2**53 for decades.
+        self.assertGreater(ids[0], 1_700_000_000_000_000)
+        clock.advance(50 * 365 * 86_400)
+        events.add("message", {})
+        self.assertLess(events.last_id, MAX_SAFE_ID)
+
+    def test_ids_increase_when_the_clock_stands_still_or_steps_back(self) -> None:
+        """Ids keep increasing, with the same tag, when the clock does not move or moves back."""
+        first = self.add(3)
+        self.clock.advance(-10)
+        later = self.add(3)
+        ids = first + later
+        self.assertEqual(ids, sorted(set(ids)))
+        self.assertEqual({id_tag(each) for each in ids}, {self.events.tag})
+        replay = self.events.since(later[0])
+        assert replay is not None
+        self.assertEqual([event.id for event in replay], later[1:])
+
+    def test_own_ids_resume_exactly(self) -> None:
+        """Each id of ours in the window resumes with exactly the events after it."""
+        ids = self.add(3)
+        for n, seen in enumerate(ids):
+            replay = self.events.since(seen)
+            assert replay is not None
+            self.assertEqual([event.id for event in replay], ids[n + 1 :])
+
+    def test_foreign_ids_in_our_window_are_not_resumed(self) -> None:
+        """An id with another process's tag, even between our own ids, gets a reset, not our events."""
+        ids = self.add(3)
+        other_tag = (self.events.tag + 1) % TAG_SPACE
+        for seen in ids[:-1]:
+            foreign = seen - self.events.tag + other_tag
+            self.assertTrue(self.events.horizon <= foreign <= self.events.last_id)
+            self.assertIsNone(self.events.since(foreign))
+
+    def test_two_processes_draw_their_own_tags(self) -> None:
+        """Two hubs (processes) give ids whose tags tell them apart; each refuses the other's."""
+        mine = UserEvents(self.clock, REPLAY, tag=1)
+        theirs = UserEvents(self.clock, REPLAY, tag=2)
+        for events in (mine, theirs):
+            events.begin(object())  # type: ignore[arg-type]
+            events.add("message", {})
+        self.assertIsNone(mine.since(theirs.last_id))
+        self.assertIsNone(theirs.since(mine.last_id))
+        self.assertEqual(mine.since(mine.last_id), [])
+        reset = mine.reset(_reset_reason(mine, theirs.last_id))
+        self.assertEqual(
+            (reset.name, json.loads(reset.data)), (RESET, {"reason": "Last-Event-ID is from another bridge process"})
+        )
+        hubs = {EventHub(Clock(), SessionPool.__new__(SessionPool), ROOMS, REPLAY).tag for _ in range(20)}
+        self.assertGreater(len(hubs), 1)
 
     def test_replay_within_the_window(self) -> None:
         """Everything after a recent id is returned, in order; the newest id gives nothing."""
