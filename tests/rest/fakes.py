@@ -277,6 +277,9 @@ class FakePool:
         session = self.sessions.get(bare)
         return session is not None and session.alive
 
+    def live_session(self, bare: str) -> FakeSession | None:
+        return self.sessions[bare] if self.has_session(bare) else None
+
     def existing(self, jid: JID, password: str) -> FakeSession | None:
         bare = jid.userhost()
         if self.has_session(bare) and self.accounts.get(bare) == password:
