@@ -122,6 +122,7 @@ class FakeRoster:
         self._session = session
         self.items: dict[str, Contact] = {}
         self.requests: list[tuple[str, str]] = []  # (subscribe|subscribed, bare JID)
+        self.unconfirmed: set[str] = set()
 
     async def contacts(self) -> list[Contact]:
         self._session.check()
@@ -139,9 +140,11 @@ class FakeRoster:
         self._session.check()
         self.requests.append(("subscribe", jid.userhost()))
 
-    async def approve(self, jid: JID) -> None:
+    async def approve(self, jid: JID) -> bool:
+        """True unless the test put the contact in ``unconfirmed`` (the server had no request)."""
         self._session.check()
         self.requests.append(("subscribed", jid.userhost()))
+        return jid.userhost() not in self.unconfirmed
 
     async def remove(self, jid: JID, refreshed: bool = False) -> bool:
         self._session.check()
