@@ -22,10 +22,13 @@ A token carries no password, so it can only be served by a process that holds a 
 session of its user. The issuing process holds the session it was issued from for the
 token's lifetime (up to ``MAX_TOKENS_PER_USER`` holds per user: issuing more releases the
 oldest hold; the older tokens stay valid while the user has a live session). A valid token
-that reaches a process without a session of its user (a load balancer without affinity, or
-the issuing session ended) is answered 421 "Stream token belongs to another bridge
-process": the client asks that process for a new token with Basic credentials, or retries
-where the user's requests are routed. A token cannot be revoked before it expires.
+that reaches a process without a session of its user (a load balancer without affinity)
+is answered 421 "Stream token belongs to another bridge process": the client asks that
+process for a new token with Basic credentials, or retries where the user's requests are
+routed. Once the session a token was issued from ends, the issuing process refuses the
+token (401, as when a single process served everything; it remembers that until the
+token would have expired); other processes cannot know it and still serve it with their
+own live session of the user until it expires. No other revocation.
 
 Tokens never appear in a log line; the access log names the path without its query.
 """
@@ -105,6 +108,7 @@ class _Grant:
     digest: bytes
     user: str
     session: Session
+    expires: float  # seconds, on the clock
     release: Callable[[], None]
     timer: IDelayedCall | None = field(default=None)
 
@@ -129,6 +133,8 @@ class StreamTokens(Service):
         self._grants: dict[bytes, _Grant] = {}
         self._by_user: dict[str, list[_Grant]] = {}  # oldest first
         self._watched: set[Session] = set()
+        # Digests of tokens whose issuing session ended, until they would have expired.
+        self._dead: dict[bytes, float] = {}
 
     def __len__(self) -> int:
         return len(self._grants)
@@ -187,7 +193,7 @@ class StreamTokens(Service):
         expires = int((self._clock.seconds() + self.lifetime) * 1000)
         signed = f"{user_part(user)}.{expires}.{_b64(secrets.token_bytes(NONCE_BYTES))}"
         token = f"{signed}.{_mac(self._keys[0], signed)}"
-        grant = _Grant(_digest(token), user, session, self._pool.hold(session))
+        grant = _Grant(_digest(token), user, session, self._clock.seconds() + self.lifetime, self._pool.hold(session))
         grant.timer = self._clock.callLater(self.lifetime, self._retire, grant)
         self._grants[grant.digest] = grant
         user_grants = self._by_user.setdefault(user, [])
@@ -229,7 +235,10 @@ class StreamTokens(Service):
         process issued it and it is alive, else the user's current live session here.
         """
         user = self.user_of(token)
-        grant = self._grants.get(_digest(token))
+        digest = _digest(token)
+        if digest in self._dead:
+            raise InvalidToken()
+        grant = self._grants.get(digest)
         if grant is not None and grant.session.alive:
             return grant.session
         session = self._pool.live_session(user)
@@ -259,8 +268,13 @@ class StreamTokens(Service):
 
     def _session_ended(self, session: Session) -> None:
         self._watched.discard(session)
+        now = self._clock.seconds()
+        for digest, expires in list(self._dead.items()):
+            if expires <= now:
+                del self._dead[digest]
         for grant in list(self._by_user.get(session.jid.userhost(), [])):
             if grant.session is session:
+                self._dead[grant.digest] = grant.expires
                 self._retire(grant)
 
     def stopService(self) -> None:

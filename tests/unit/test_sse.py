@@ -565,6 +565,17 @@ class TokenTests(unittest.TestCase):
         self.assertEqual(len(self.tokens), 0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_issuer_refuses_a_token_of_an_ended_session_even_with_a_new_session(self) -> None:
+        """The issuer refuses a token of its ended session as invalid (not misdirected), even with a new session."""
+        token = self.issue()
+        self.session.end()
+        self.assertRaises(InvalidToken, self.tokens.serving_session, token)
+        new = FakeSession()
+        self.pool._sessions[OWN] = (new, b"")  # type: ignore[assignment]
+        self.assertRaises(InvalidToken, self.tokens.serving_session, token)
+        fresh = self.tokens.issue(new)  # type: ignore[arg-type]
+        self.assertIs(self.tokens.session_for(fresh), new)
+
     def test_tokens_per_user_are_capped(self) -> None:
         """Issuing past the per-user cap releases the oldest holds (their tokens then need a live session)."""
         first = self.issue()
@@ -708,7 +719,7 @@ class SharedTokenTests(unittest.TestCase):
         for forged in (
             f"{user_part('mallory@localhost')}.{expires}.{nonce}.{mac}",
             f"{user}.{int(expires) + 3_600_000}.{nonce}.{mac}",
-            f"{user}.{expires}.{nonce[:-1]}A.{mac}",
+            f"{user}.{expires}.{nonce[:-1]}{'A' if nonce[-1] != 'A' else 'Q'}.{mac}",
             f"{user}.{expires}.{nonce}.{mac[:-1]}{'B' if mac[-1] != 'B' else 'C'}",
         ):
             self.assertRaises(InvalidToken, self.b.serving_session, forged)
