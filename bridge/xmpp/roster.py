@@ -54,18 +54,20 @@ a user, and each session learns pending requests for itself. An approval reaches
 session as a roster push; a decline does not (Prosody sends no push for ``unsubscribed``
 when there is no subscription). So a session that declines a request (removing the
 contact) or finds it gone (an accept the server did not confirm) tells the user's other
-*bridge* sessions: a ``headline`` message carrying ``<answered xmlns='NS_ANSWERED'
-jid='contact'/>`` to each available resource of the user whose name starts with
-``rest-`` (they see each other's presence, RFC 6121 4.2.2, since a session that lists
-requests is available). It is accepted only from the user's own bare JID, which the
-server stamps; it has no body, so it is neither archived nor shown by other clients.
+*bridge* sessions: a ``headline`` message carrying ``<answered jid='contact'/>`` (namespace
+``NS_ANSWERED``) to each available resource of the user whose name starts with ``rest-``
+(they see each other's presence, since a session that lists requests is available). It
+is accepted only from the user's own bare JID, which the server stamps; it has no body,
+so it is neither archived nor shown by other clients. It relays what a session of the
+same account did, authenticated by the server, so no store is needed (nor shared by the
+processes); for approvals the server's own roster pushes stay the only evidence.
 
 Limits: if another of the user's *XMPP clients* (not a bridge session) declines a request,
 Prosody sends no roster push, so this session keeps reporting ``ask: in`` for it until the
 session ends or an accept finds it gone. A bridge session that was not available when
 another declined (it had never listed contacts) learns requests afresh from the server
-later, so it is not misled; one whose stream was being re-established misses the notice
-and is in the same case as for another client. Declining here (removing the contact) sends
+later, so it is not misled. A notice sent while the other session's stream is ending is
+lost with it; its next session learns the pending requests afresh. Declining here (removing the contact) sends
 ``unsubscribed`` first, so the server drops the stored request too (Prosody would keep it
 across a roster remove).
 
