@@ -307,6 +307,16 @@ class RosterClientTests(unittest.TestCase):
         self.wire.receive(notice.format(f"{OWN}/rest-b", ns, "dave@localhost"))
         self.assertEqual([(c.jid, c.ask) for c in self.refresh()], [("carol@localhost", "in")])
 
+    def test_the_notice_is_no_live_event(self) -> None:
+        """The 'answered' headline between bridge sessions never becomes an SSE event."""
+        from bridge.protocol.events import incoming_event
+        from bridge.xmpp.roster import NS_ANSWERED
+
+        notice = domish.Element((None, "message"))
+        notice["from"], notice["to"], notice["type"] = f"{OWN}/rest-b", f"{OWN}/rest-1", "headline"
+        notice.addElement((NS_ANSWERED, "answered"))["jid"] = "carol@localhost"
+        self.assertIsNone(incoming_event(notice, OWN, "muclight.localhost", 0))
+
     def test_remove_declines_a_request_before_removing(self) -> None:
         """Removing a requester sends unsubscribed; a roster item is removed with subscription='remove'."""
         self.load(item_xml("bob@localhost", subscription="to"))
