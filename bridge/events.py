@@ -5,12 +5,30 @@ increasing id, keeps a small bounded replay buffer per user (so that a stream re
 with ``Last-Event-ID`` gets what it missed, or learns that it cannot), and hands every
 event to each open stream of the user. How events are written to HTTP is
 ``bridge.api.sse``'s business; a stream only has to be a ``Subscriber``.
+
+Event ids (``id:``, and the ``Last-Event-ID`` a client sends back) are decimal integers
+``tick * 4096 + tag``. ``tag`` (12 bits) names this process *incarnation*: it is drawn at
+random when the hub is made, so that behind a load balancer without affinity
+(DESIGN.md, "Several processes") an id that another bridge process gave is recognised
+as foreign and answered with a ``reset``, never resumed in this process's buffer (which
+would replay its own events: duplicates, or a silent gap). ``tick`` is milliseconds of
+the wall clock since 2010-01-01, but at least one more than the user's previous tick, so
+ids increase within a stream even when the clock stands still or steps back, and
+increase across restarts of the same process (a restarted process starts a new window
+anyway: ``UserEvents.begin``). The epoch keeps ids below 2**53 (what a JavaScript client
+parses exactly) until 2079, and above the microsecond ids of earlier versions.
+
+Limits: two live processes draw the same tag with probability about n**2 / 8192 for n
+processes; then an id of one that falls inside the other's window of the same user would
+be resumed there. A process restarted after its clock stepped back by more than its
+previous ids ran ahead gives ids lower than before the restart (they still get a reset).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +48,25 @@ from bridge.xmpp.pool import SessionPool
 from bridge.xmpp.session import Session
 
 RESET = "reset"
+
+# Event ids: tick * TAG_SPACE + tag (see the module docstring).
+TAG_BITS = 12
+TAG_SPACE = 1 << TAG_BITS
+# 2010-01-01T00:00:00Z in Unix milliseconds: ticks count from there.
+TICK_EPOCH_MS = 1_262_304_000_000
+# Every id stays below this (JavaScript's Number.MAX_SAFE_INTEGER + 1).
+MAX_SAFE_ID = 2**53
+
+
+def new_tag() -> int:
+    """A random tag for this process incarnation's event ids."""
+    return secrets.randbelow(TAG_SPACE)
+
+
+def id_tag(event_id: int) -> int:
+    """The incarnation tag of ``event_id``."""
+    return event_id % TAG_SPACE
+
 
 # Why a stream was ended by the bridge (the data of its final ``close`` event).
 SHUTDOWN = "shutdown"
@@ -91,9 +128,11 @@ class UserEvents:
     arrived while the user had no session went elsewhere, so nothing before can be resumed.
     """
 
-    def __init__(self, clock: IReactorTime, limits: ReplayLimits) -> None:
+    def __init__(self, clock: IReactorTime, limits: ReplayLimits, tag: int | None = None) -> None:
         self._clock = clock
         self._limits = limits
+        self.tag = new_tag() if tag is None else tag
+        self._tick = 0
         self._buffer: deque[Event] = deque()
         self._bytes = 0
         self.last_id = 0
@@ -102,10 +141,17 @@ class UserEvents:
         self.streams: dict[Subscriber, tuple[Session, Callable[[], None]]] = {}
 
     def _new_id(self) -> int:
-        # Microseconds of the wall clock, so that ids stay increasing across restarts and an
-        # id from an earlier process is recognised as out of the window.
-        self.last_id = max(self.last_id + 1, int(self._clock.seconds() * 1_000_000))
+        # Milliseconds of the wall clock, so that ids increase across restarts, yet never
+        # less than one more than the last tick (several events a millisecond, a clock
+        # stepping back). The tag in the low bits says which process incarnation gave it.
+        now = int(self._clock.seconds() * 1000) - TICK_EPOCH_MS
+        self._tick = max(self._tick + 1, now)
+        self.last_id = self._tick * TAG_SPACE + self.tag
         return self.last_id
+
+    def is_own(self, event_id: int) -> bool:
+        """Whether ``event_id`` can be one this process incarnation gave."""
+        return id_tag(event_id) == self.tag
 
     def begin(self, session: Session) -> None:
         self.session = session
@@ -135,14 +181,24 @@ class UserEvents:
         return Event(self.last_id, "", "", self._clock.seconds())
 
     def since(self, last_seen: int) -> list[Event] | None:
-        """The events after ``last_seen``, or None when some may be missing."""
+        """The events after ``last_seen``, or None when some may be missing.
+
+        An id of another process incarnation (another tag) is never resumed here: this
+        buffer does not hold that process's events.
+        """
         self._trim()
-        if not self.horizon <= last_seen <= self.last_id:
+        if not self.is_own(last_seen) or not self.horizon <= last_seen <= self.last_id:
             return None
         return [event for event in self._buffer if event.id > last_seen]
 
     def reset(self, reason: str) -> Event:
         return Event(self.last_id, RESET, _json({"reason": reason}), self._clock.seconds())
+
+
+def _reset_reason(events: UserEvents, last_seen: int) -> str:
+    if not events.is_own(last_seen):
+        return "Last-Event-ID is from another bridge process"
+    return "Last-Event-ID is outside the replay window"
 
 
 class EventHub(Service):
@@ -161,8 +217,11 @@ class EventHub(Service):
         replay: ReplayLimits,
         priority: int = 0,
         timestamp_unit: str = "ms",
+        tag: int | None = None,
     ) -> None:
         self._clock = clock
+        # This process incarnation's event id tag, shared by every user's events.
+        self.tag = new_tag() if tag is None else tag
         self._pool = pool
         self._room_service = room_service
         self._replay = replay
@@ -188,7 +247,7 @@ class EventHub(Service):
         user = session.jid.userhost()
         events = self._users.get(user)
         if events is None:
-            events = self._users[user] = UserEvents(self._clock, self._replay)
+            events = self._users[user] = UserEvents(self._clock, self._replay, self.tag)
         if events.session is not session:
             events.begin(session)
             if session.find(SessionEvents) is None:
@@ -223,7 +282,7 @@ class EventHub(Service):
             return
         missed = events.since(last_seen)
         if missed is None:
-            stream.deliver(events.reset("Last-Event-ID is outside the replay window"))
+            stream.deliver(events.reset(_reset_reason(events, last_seen)))
         elif missed:
             for event in missed:
                 stream.deliver(event)

@@ -241,7 +241,10 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
     replay = ReplayLimits(sse.replay_events, sse.replay_seconds, sse.replay_bytes)
     events = EventHub(reactor, pool, config.muclight.service, replay, sse.priority, sse.timestamp_unit)
     events.setServiceParent(root)
-    tokens = StreamTokens(reactor, pool, config.sse.token_lifetime)
+    # Stream tokens are signed with a key kept in the store, when there is one, so that every
+    # process sharing it accepts them; without a store the key is this process's own.
+    token_store = rooms[0].store if rooms is not None else None
+    tokens = StreamTokens(reactor, pool, config.sse.token_lifetime, token_store)
     tokens.setServiceParent(root)
     readiness = build_readiness(config, reactor, pool, rooms)
     edge = build_http(config, reactor, pool, events, tokens, readiness, metrics)

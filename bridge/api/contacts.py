@@ -13,6 +13,14 @@ disco#info and disco#items to the bare JID answer ``service-unavailable`` (Proso
 ``subscription-required`` (ejabberd) either way, ping gets a result either way, and a
 presence probe gets no answer either way. Only messages (stored offline, or delivered)
 would tell, and sending one is a side effect.
+
+``PUT`` ``accept`` answers 204 only once the server confirms that the contact now has the
+user's presence (subscription ``from`` or ``both``, ``bridge.xmpp.roster``). MongooseIM
+answered 204 whenever the contact was in the roster; the bridge answers 404 "Contact not
+found" when there was no request to accept: it was declined or withdrawn meanwhile, for
+instance through another bridge process serving the same user, whose answer this
+process's session may not have seen. Nothing is then left behind on the server (no
+pre-approval).
 """
 
 from __future__ import annotations
@@ -153,8 +161,9 @@ class ContactsApi:
             raise NotFound("Contact not found")
         if action == "invite":
             await roster.subscribe(contact)
-        else:
-            await roster.approve(contact)
+        elif not await roster.approve(contact):
+            # The server had no request to approve (answered elsewhere, or withdrawn).
+            raise NotFound("Contact not found")
         return Response(204)
 
     @app.route("/<path:jid>", methods=["DELETE"])

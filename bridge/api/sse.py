@@ -3,8 +3,16 @@
 ``GET /api/sse`` (Basic auth, or ``?token=`` from ``POST /api/sse/token``) answers
 ``text/event-stream`` and writes each event as it arrives: ``message`` and
 ``room.message`` with an increasing ``id:``, ``reset`` when a ``Last-Event-ID`` is outside
-the replay window, and a final ``close`` when the bridge ends the stream. Comment lines
-keep idle connections (and proxies) alive.
+the replay window (or was given by another bridge process: ``bridge.events``), and a final
+``close`` when the bridge ends the stream. Comment lines keep idle connections (and
+proxies) alive.
+
+A ``?token=`` is checked by ``bridge.api.tokens``: one that is forged, expired or
+malformed is 401 "Invalid or expired token" with ``WWW-Authenticate: Bearer``; a valid one
+(any bridge process sharing the store's key may have issued it) that reaches a process
+without a live session of its user is 421 "Stream token belongs to another bridge
+process", since only a process with that session can serve the stream (the bridge never
+has the user's password).
 
 Back-pressure: each stream is a push producer on its HTTP connection. When the client
 stops reading and the transport's buffer fills, events queue in the stream, up to
@@ -31,7 +39,7 @@ from bridge.api.auth import Authenticator
 from bridge.api.errors import ApiError, BadRequest, render_failure
 from bridge.api.input import query_args
 from bridge.api.rendering import Response, json_errors, json_route
-from bridge.api.tokens import StreamTokens
+from bridge.api.tokens import InvalidToken, MisdirectedToken, StreamTokens
 from bridge.config import SseConfig
 from bridge.events import Event, EventHub
 from bridge.http.limits import EventStreams
@@ -46,6 +54,8 @@ MAX_EVENT_ID_DIGITS = 19
 # Seconds a closing stream may take to flush its final event before it is aborted.
 CLOSE_GRACE = 2.0
 CLOSE_POLL = 0.02
+# A valid stream token at a process without a live session of its user.
+MISDIRECTED = "Stream token belongs to another bridge process"
 
 
 def format_event(event: Event) -> bytes:
@@ -234,11 +244,15 @@ class SseApi:
     async def _session(self, request: Request, token: str | None) -> Session:
         if token is None:
             return await self._auth.session(request)
-        session = self._tokens.session_for(token)
-        if session is None:
+        await self._tokens.ready()
+        try:
+            session = self._tokens.serving_session(token)
+        except InvalidToken:
             # Not "Basic": a browser would prompt for a password instead of reporting the error.
             challenge = f'Bearer realm="{self._realm}", error="invalid_token"'
-            raise ApiError(401, "Invalid or expired token", {"WWW-Authenticate": challenge})
+            raise ApiError(401, "Invalid or expired token", {"WWW-Authenticate": challenge}) from None
+        except MisdirectedToken:
+            raise ApiError(421, MISDIRECTED) from None
         bridge_request(request).user_jid = session.jid.userhost()
         return session
 
@@ -295,4 +309,5 @@ class SseApi:
     @json_route
     async def token(self, request: Request) -> Response:
         session = await self._auth.session(request)
+        await self._tokens.ready()
         return Response(201, {"token": self._tokens.issue(session), "expires_in": self._tokens.lifetime})

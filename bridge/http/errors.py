@@ -26,6 +26,7 @@ REASONS = {
     408: b"Request Timeout",
     413: b"Payload Too Large",
     414: b"URI Too Long",
+    421: b"Misdirected Request",
     429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",
 }

@@ -157,6 +157,12 @@ class Store:
     async def close(self) -> None:
         raise NotImplementedError
 
+    async def stream_token_key(self, candidate: bytes) -> bytes:
+        """The key that signs stream tokens for every bridge process sharing this store
+        (``bridge.api.tokens``): ``candidate`` is stored when there is none yet (once, also
+        when processes start together), and the stored key is returned."""
+        raise NotImplementedError
+
 
 def open_store(url: str, reactor: Any, clock: IReactorTime | None = None) -> Store:
     """The store for a ``storage.url`` (``sqlite://PATH`` or ``postgresql://...``); archive

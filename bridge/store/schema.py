@@ -42,6 +42,9 @@ MIGRATIONS: list[list[str]] = [
     # 2: idempotent retries look a room's messages up by stanza id (GroupchatHandler). Not
     # unique: notices and other senders' messages may share an id, and old archives may too.
     ["CREATE INDEX room_archive_by_stanza_id ON room_archive (room_id, stanza_id)"],
+    # Stream tokens: secrets every bridge process sharing the store reads at start (the key
+    # that signs stream tokens, bridge.api.tokens), each written once, never in a log.
+    ["CREATE TABLE shared_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)"],
 ]
 
 

@@ -380,3 +380,23 @@ class SqlStore(Store):
         if not users:
             return set()
         return await self._run(self._blocking, users, room_jid, by)
+
+    # -- shared secrets
+
+    def _shared_secret(self, cursor: Any, name: str, candidate: str) -> str:
+        # ON CONFLICT DO NOTHING: of processes starting together, the first insert wins and
+        # the others read it (PostgreSQL's SELECT sees the row once the winner committed).
+        self._exec(
+            cursor,
+            "INSERT INTO shared_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+            (name, candidate),
+        )
+        row = self._exec(cursor, "SELECT value FROM shared_secrets WHERE name = ?", (name,)).fetchone()
+        return str(row[0])
+
+    async def stream_token_key(self, candidate: bytes) -> bytes:
+        stored = await self._run(self._shared_secret, "stream_token_key", candidate.hex())
+        try:
+            return bytes.fromhex(stored)
+        except ValueError:
+            raise StoreError("the stored stream token key is not hexadecimal") from None

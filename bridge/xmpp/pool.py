@@ -63,6 +63,13 @@ class SessionPool(Service):
         current = self._sessions.get(bare)
         return current is not None and current[0].alive
 
+    def live_session(self, bare: str) -> Session | None:
+        """``bare``'s live session whatever its password: only for a valid stream token,
+        whose holder proved the password to a bridge process within its lifetime
+        (``bridge.api.tokens``)."""
+        current = self._sessions.get(bare)
+        return current[0] if current is not None and current[0].alive else None
+
     def existing(self, jid: JID, password: str) -> Session | None:
         """The user's live session if it was opened with this very password."""
         bare = jid.userhost()

@@ -38,10 +38,38 @@ announced again. The handler is attached when a session opens (``bridge.tap``), 
 presence is sent, so it also sees the requests re-sent when another part of the bridge
 makes the session available.
 
-Limits: if another of the user's clients *declines* a request (``unsubscribed``), Prosody
-sends no roster push, so this session keeps reporting ``ask: in`` for it until the
-session ends. Declining it here (removing the contact) sends ``unsubscribed`` first, so
-the server drops the stored request too (Prosody would keep it across a roster remove).
+Accepting (``PUT /api/contacts/{jid}`` ``accept``) is confirmed by the server, not assumed:
+``approve`` sends ``subscribed`` and, after a round trip, requires the roster push that
+RFC 6121 3.1.5 makes the server send when it approves a pending request (subscription
+``from`` or ``both``). Without it there was no request to approve (declined or withdrawn
+elsewhere, for instance through another bridge process whose session of the same user
+answered it): the answer is False (the REST API's 404 "Contact not found", as for a
+contact that is not there), the session forgets the request, and the ``subscribed`` is
+taken back with ``unsubscribed``, since Prosody 0.12 records it as a pre-approval (RFC
+6121 3.4; it even creates a roster item for it, which is removed again). ejabberd 23.01
+ignores a ``subscribed`` with nothing pending.
+
+Several bridge processes (DESIGN.md, "Several processes") each hold their own session of
+a user, and each session learns pending requests for itself. An approval reaches every
+session as a roster push; a decline does not (Prosody sends no push for ``unsubscribed``
+when there is no subscription). So a session that declines a request (removing the
+contact) or finds it gone (an accept the server did not confirm) tells the user's other
+*bridge* sessions: a ``headline`` message carrying ``<answered jid='contact'/>`` (namespace
+``NS_ANSWERED``) to each available resource of the user whose name starts with ``rest-``
+(they see each other's presence, since a session that lists requests is available). It
+is accepted only from the user's own bare JID, which the server stamps; it has no body,
+so it is neither archived nor shown by other clients. It relays what a session of the
+same account did, authenticated by the server, so no store is needed (nor shared by the
+processes); for approvals the server's own roster pushes stay the only evidence.
+
+Limits: if another of the user's *XMPP clients* (not a bridge session) declines a request,
+Prosody sends no roster push, so this session keeps reporting ``ask: in`` for it until the
+session ends or an accept finds it gone. A bridge session that was not available when
+another declined (it had never listed contacts) learns requests afresh from the server
+later, so it is not misled. A notice sent while the other session's stream is ending is
+lost with it; its next session learns the pending requests afresh. Declining here (removing the contact) sends
+``unsubscribed`` first, so the server drops the stored request too (Prosody would keep it
+across a roster remove).
 
 ejabberd 23.01 differs: it re-sends stored requests only on initial presence with a
 priority of 0 or more, which would also hand the session the user's offline messages, so
@@ -60,7 +88,7 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
-from bridge.protocol.jid import bare
+from bridge.protocol.jid import bare, parse
 from bridge.protocol.namespaces import NS_ROSTER
 from bridge.protocol.roster import (
     Contact,
@@ -80,6 +108,12 @@ from bridge.xmpp.session import Session
 ROSTER_PUSH = f"/iq[@type='set']/query[@xmlns='{NS_ROSTER}']"
 SUBSCRIBE = "/presence[@type='subscribe']"
 UNSUBSCRIBE = "/presence[@type='unsubscribe']"
+PRESENCE = "/presence"
+# A bridge session telling the user's other bridge sessions that a request was answered.
+NS_ANSWERED = "urn:xmpp-rest-bridge:roster-answered:0"
+ANSWERED = f"/message/answered[@xmlns='{NS_ANSWERED}']"
+# Resources of the bridge's own sessions (bridge.xmpp.session).
+BRIDGE_RESOURCE_PREFIX = "rest-"
 
 # The priority of a REST session that had to become available: never a target of
 # bare-JID messages, never handed the user's offline messages.
@@ -102,12 +136,16 @@ class RosterClient(XMPPHandler):
         # presence (see the module docstring), and whether that presence was sent.
         self.watching = False
         self.revealed = False
+        # The user's other bridge sessions that are available (full JIDs): told of declines.
+        self.peers: set[str] = set()
 
     def connectionInitialized(self) -> None:
         self.watching = self.watching or not self.parent.available
         self.xmlstream.addObserver(ROSTER_PUSH, self._on_push)
         self.xmlstream.addObserver(SUBSCRIBE, self._on_subscribe)
         self.xmlstream.addObserver(UNSUBSCRIBE, self._on_unsubscribe)
+        self.xmlstream.addObserver(PRESENCE, self._on_own_presence)
+        self.xmlstream.addObserver(ANSWERED, self._on_answered)
 
     # Stanzas from the server.
 
@@ -164,6 +202,38 @@ class RosterClient(XMPPHandler):
         sender = self._contact_sender(stanza)
         if sender is not None:
             self.incoming.discard(sender)
+
+    def _on_own_presence(self, stanza: domish.Element) -> None:
+        """Track the user's other available bridge sessions (RFC 6121 4.2.2 tells them apart)."""
+        sender = parse(stanza.getAttribute("from"))
+        if sender is None or sender.userhost() != self._own_bare() or sender == self.parent.jid:
+            return
+        if not (sender.resource or "").startswith(BRIDGE_RESOURCE_PREFIX):
+            return
+        kind = stanza.getAttribute("type")
+        if kind is None:
+            self.peers.add(sender.full())
+        elif kind in ("unavailable", "error"):
+            self.peers.discard(sender.full())
+
+    def _on_answered(self, stanza: domish.Element) -> None:
+        """Another bridge session of the user answered a request: it is no longer pending."""
+        stanza.handled = True  # type: ignore[attr-defined]  # xish's convention
+        sender = parse(stanza.getAttribute("from"))
+        if sender is None or sender.userhost() != self._own_bare():
+            return  # only the user's own sessions may say so; the server stamps ``from``
+        answered = child(stanza, "answered", NS_ANSWERED)
+        jid = bare(answered.getAttribute("jid")) if answered is not None else None
+        if jid is not None:
+            self.incoming.discard(jid)
+
+    def _tell_peers(self, jid: str) -> None:
+        """Tell the user's other bridge sessions that ``jid``'s request is answered."""
+        for peer in sorted(self.peers):
+            message = domish.Element((None, "message"))
+            message["to"], message["type"] = peer, "headline"
+            message.addElement((NS_ANSWERED, "answered"))["jid"] = jid
+            self.parent.send(message)
 
     # Operations for the REST API.
 
@@ -223,11 +293,38 @@ class RosterClient(XMPPHandler):
         self.parent.send(subscription_presence(jid, "subscribe"))
         await self.parent.round_trip()
 
-    async def approve(self, jid: JID) -> None:
-        """Let ``jid`` see the user's presence (RFC 6121 3.1), or pre-approve it (3.4)."""
+    async def approve(self, jid: JID) -> bool:
+        """Approve ``jid``'s pending request (RFC 6121 3.1.4); False when the server had none.
+
+        True once the server confirms with a roster push of subscription ``from`` or
+        ``both`` (or ``jid`` had it already). Otherwise the ``subscribed`` is taken back
+        (see the module docstring), and the user's other bridge sessions are told.
+        """
+        bare = jid.userhost()
+        before = self.items.get(bare)
+        if before is not None and before.subscription in ("from", "both"):
+            self.incoming.discard(bare)
+            return True
         self.parent.send(subscription_presence(jid, "subscribed"))
-        self.incoming.discard(jid.userhost())
         await self.parent.round_trip()
+        self.incoming.discard(bare)
+        after = self.items.get(bare)
+        if after is not None and after.subscription in ("from", "both"):
+            return True
+        # Nothing was pending: cancel the pre-approval a server may have recorded (3.4).
+        self.parent.send(subscription_presence(jid, "unsubscribed"))
+        if before is None and after is not None:
+            await self._remove_item(jid)
+        else:
+            await self.parent.round_trip()
+        self._tell_peers(bare)
+        return False
+
+    async def _remove_item(self, jid: JID) -> None:
+        try:
+            await self.parent.iq("set", roster_remove(jid))
+        except StanzaError as e:
+            log.info("Could not remove a pre-approved contact: {condition}", condition=e.condition)
 
     async def remove(self, jid: JID, refreshed: bool = False) -> bool:
         """Remove ``jid`` and decline its request; False when it was neither.
@@ -242,6 +339,7 @@ class RosterClient(XMPPHandler):
             # Prosody keeps a stored request across a roster remove; decline it first.
             self.parent.send(subscription_presence(jid, "unsubscribed"))
             self.incoming.discard(bare)
+            self._tell_peers(bare)
         if bare not in self.items:
             # Not every server says item-not-found here (ejabberd answers a result).
             if declined:

@@ -122,6 +122,7 @@ class FakeRoster:
         self._session = session
         self.items: dict[str, Contact] = {}
         self.requests: list[tuple[str, str]] = []  # (subscribe|subscribed, bare JID)
+        self.unconfirmed: set[str] = set()
 
     async def contacts(self) -> list[Contact]:
         self._session.check()
@@ -139,9 +140,11 @@ class FakeRoster:
         self._session.check()
         self.requests.append(("subscribe", jid.userhost()))
 
-    async def approve(self, jid: JID) -> None:
+    async def approve(self, jid: JID) -> bool:
+        """True unless the test put the contact in ``unconfirmed`` (the server had no request)."""
         self._session.check()
         self.requests.append(("subscribed", jid.userhost()))
+        return jid.userhost() not in self.unconfirmed
 
     async def remove(self, jid: JID, refreshed: bool = False) -> bool:
         self._session.check()
@@ -276,6 +279,9 @@ class FakePool:
     def has_session(self, bare: str) -> bool:
         session = self.sessions.get(bare)
         return session is not None and session.alive
+
+    def live_session(self, bare: str) -> FakeSession | None:
+        return self.sessions[bare] if self.has_session(bare) else None
 
     def existing(self, jid: JID, password: str) -> FakeSession | None:
         bare = jid.userhost()

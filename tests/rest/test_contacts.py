@@ -56,6 +56,13 @@ class ContactsTests(RestTestCase):
         self.assertAnswer(await self.request("PUT", f"/api/contacts/{BOB}", {"action": "accept"}), 204)
         self.assertEqual(self.roster.requests, [("subscribe", BOB), ("subscribed", BOB)])
 
+    async def test_accept_the_server_does_not_confirm_is_404(self) -> None:
+        """PUT accept answers 404 "Contact not found" when the server had no request to approve (answered elsewhere)."""
+        self.add(BOB, "none")
+        self.roster.unconfirmed.add(BOB)
+        answer = await self.request("PUT", f"/api/contacts/{BOB}", {"action": "accept"})
+        self.assertAnswer(answer, 404, "Contact not found")
+
     async def test_action_errors(self) -> None:
         """Missing or unknown actions are 400; a contact not in the roster is 404 "Contact not found"."""
         self.add(BOB)

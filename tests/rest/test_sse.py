@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import treq
+from twisted.words.protocols.jabber.jid import JID
 
-from tests.rest.fakes import ALICE, BASE, RestTestCase, ServerUnavailable, basic
+from bridge.api.tokens import StreamTokens
+from tests.rest.fakes import ALICE, BASE, FakeSession, RestTestCase, ServerUnavailable, basic
 
 
 class SseTestCase(RestTestCase):
@@ -60,6 +62,62 @@ class TokenTests(SseTestCase):
             response.headers.getRawHeaders("www-authenticate"),
             ['Bearer realm="xmpp-rest-bridge", error="invalid_token"'],
         )
+
+
+class OtherProcessTokenTests(SseTestCase):
+    """Tokens issued by another bridge process that shares this one's key (DESIGN.md, "Several processes")."""
+
+    class SharedKey:
+        def __init__(self, key: bytes) -> None:
+            self.key = key
+
+        async def stream_token_key(self, candidate: bytes) -> bytes:
+            return self.key
+
+    class OtherPool:
+        def hold(self, session: Any) -> Any:
+            return lambda: None
+
+    def other_process(self, key: bytes) -> StreamTokens:
+        other = StreamTokens(self.bridge.clock, self.OtherPool(), 60, self.SharedKey(key))  # type: ignore[arg-type]
+        other.startService()
+        self.addCleanup(other.stopService)
+        return other
+
+    def token_elsewhere(self, key: bytes | None = None) -> str:
+        # The key this bridge signs with (a test's view of the key both processes read from the store).
+        shared = self.bridge.tokens._keys[0] if key is None else key
+        return self.other_process(shared).issue(FakeSession(JID(ALICE)))  # type: ignore[arg-type]
+
+    async def test_valid_token_without_a_session_here_is_421(self) -> None:
+        """Another process's valid token, where this process has no session of its user, is 421 with a JSON reason."""
+        token = self.token_elsewhere()
+        answer = await self.request("GET", f"/api/sse?token={token}", auth=None)
+        self.assertAnswer(answer, 421, "Stream token belongs to another bridge process")
+        self.assertIsNone(answer[0].headers.getRawHeaders("www-authenticate"))
+
+    async def test_valid_token_is_served_by_the_users_session_here(self) -> None:
+        """Another process's valid token opens a stream here once this process holds a session of its user."""
+        token = self.token_elsewhere()
+        self.assertEqual((await self.request("POST", "/api/sse/token"))[0].code, 201)  # a Basic login here
+        response = await self.open_stream(f"?token={token}", auth=False)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.bridge.hub.streams[0][0].jid.userhost(), ALICE)
+
+    async def test_token_signed_with_another_key_is_401(self) -> None:
+        """A token signed with a key this process does not share is 401 "Invalid or expired token" with Bearer."""
+        await self.request("POST", "/api/sse/token")
+        token = self.token_elsewhere(b"k" * 32)
+        response, body = await self.request("GET", f"/api/sse?token={token}", auth=None)
+        self.assertEqual((response.code, body), (401, "Invalid or expired token"))
+        self.assertTrue(response.headers.getRawHeaders("www-authenticate")[0].startswith("Bearer "))
+
+    async def test_malformed_tokens_are_401_never_500(self) -> None:
+        """Oversized, garbage and non-ASCII tokens are 401 "Invalid or expired token"."""
+        for token in ("A" * 5000, "a.b.c.d", "%C3%A9.1.2.3", "%00", "...", "x" * 40 + "." * 3):
+            self.assertAnswer(
+                await self.request("GET", f"/api/sse?token={token}", auth=None), 401, "Invalid or expired token"
+            )
 
 
 class StreamTests(SseTestCase):

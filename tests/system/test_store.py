@@ -157,6 +157,15 @@ class StoreTests:
         again = await self.open()
         self.assertEqual((await again.get_room("r4")).name, "kept")  # type: ignore[union-attr]
 
+    async def test_stream_token_key_is_created_once_and_shared(self) -> None:
+        """The first candidate key is stored; every later or concurrent caller, and a reopened store, gets it back."""
+        store = await self.open()
+        first = secrets.token_bytes(32)
+        self.assertEqual(await store.stream_token_key(first), first)
+        self.assertEqual(await store.stream_token_key(secrets.token_bytes(32)), first)
+        other = await self.open()
+        self.assertEqual(await other.stream_token_key(secrets.token_bytes(32)), first)
+
 
 class SqliteStoreTests(StoreTests, unittest.TestCase):
     def url(self) -> str:

@@ -236,9 +236,86 @@ class RosterClientTests(unittest.TestCase):
         approving = self.start(self.roster.approve(JID("dave@localhost")))
         presence, ping = self.wire.sent()
         self.assertEqual((presence["to"], presence["type"]), ("dave@localhost", "subscribed"))
+        # RFC 6121 3.1.5: approving a pending request makes the server push subscription 'from'.
+        self.wire.receive(push_xml(item_xml("dave@localhost", subscription="from")))
         self.wire.answer(ping)
-        self.successResultOf(approving)
-        self.assertEqual([(c.jid, c.ask) for c in self.refresh()], [("bob@localhost", "none")])
+        self.assertTrue(self.successResultOf(approving))
+        self.assertEqual(self.wire.sent()[0]["type"], "result")  # the push's acknowledgement
+        self.assertEqual(
+            [(c.jid, c.ask) for c in self.refresh()], [("bob@localhost", "none"), ("dave@localhost", "none")]
+        )
+
+    def test_approve_without_confirmation_is_false_and_taken_back(self) -> None:
+        """An accept the server does not confirm (nothing was pending) is False, forgotten, and cancelled."""
+        self.load(item_xml("bob@localhost"))
+        self.wire.receive("<presence type='subscribe' from='bob@localhost'/>")
+        approving = self.start(self.roster.approve(JID("bob@localhost")))
+        subscribed, ping = self.wire.sent()
+        self.assertEqual(subscribed["type"], "subscribed")
+        self.wire.answer(ping)
+        unsubscribed, ping = self.wire.sent()
+        self.assertEqual((unsubscribed["to"], unsubscribed["type"]), ("bob@localhost", "unsubscribed"))
+        self.wire.answer(ping)
+        self.assertFalse(self.successResultOf(approving))
+        self.assertEqual([(c.jid, c.subscription, c.ask) for c in self.refresh()], [("bob@localhost", "none", "none")])
+
+    def test_approve_that_only_made_a_pre_approval_removes_the_item_it_created(self) -> None:
+        """Prosody's pre-approval of a stranger (a new item, subscription none) is cancelled and its item removed."""
+        self.load()
+        self.wire.receive("<presence type='subscribe' from='carol@localhost'/>")
+        approving = self.start(self.roster.approve(JID("carol@localhost")))
+        _, ping = self.wire.sent()
+        self.wire.receive(push_xml(item_xml("carol@localhost", subscription="none")))
+        self.wire.answer(ping)
+        ack, unsubscribed, remove = self.wire.sent()
+        self.assertEqual((ack["type"], unsubscribed["type"]), ("result", "unsubscribed"))
+        self.assertEqual(remove.firstChildElement().firstChildElement()["subscription"], "remove")
+        self.wire.answer(remove)
+        self.assertFalse(self.successResultOf(approving))
+
+    def test_approve_of_a_contact_that_has_the_presence_sends_nothing(self) -> None:
+        """Accepting a contact whose subscription is already 'from' or 'both' is True at once."""
+        self.load(item_xml("bob@localhost", subscription="both"))
+        self.assertTrue(self.successResultOf(self.start(self.roster.approve(JID("bob@localhost")))))
+        self.assertEqual(self.wire.sent(), [])
+
+    def test_declines_are_told_to_the_users_other_bridge_sessions(self) -> None:
+        """Removing a requester tells the user's available rest-* sessions, not other clients or the gone."""
+        self.load()
+        for resource, kind in (("rest-b", None), ("rest-c", None), ("phone", None), ("rest-c", "unavailable")):
+            type_attribute = f" type='{kind}'" if kind else ""
+            self.wire.receive(f"<presence from='{OWN}/{resource}'{type_attribute}/>")
+        self.wire.receive("<presence from='mallory@localhost/rest-x'/>")
+        self.wire.receive("<presence type='subscribe' from='carol@localhost'/>")
+        removing = self.start(self.roster.remove(JID("carol@localhost")))
+        self.wire.answer(self.wire.sent()[0])
+        declined, notice, ping = self.wire.sent()
+        self.assertEqual(declined["type"], "unsubscribed")
+        self.assertEqual((notice.name, notice["to"], notice["type"]), ("message", f"{OWN}/rest-b", "headline"))
+        self.assertEqual(notice.firstChildElement()["jid"], "carol@localhost")
+        self.wire.answer(ping)
+        self.assertTrue(self.successResultOf(removing))
+
+    def test_a_notice_from_the_users_own_session_forgets_the_request(self) -> None:
+        """An 'answered' notice from the user's own JID ends 'ask: in'; one from anyone else changes nothing."""
+        self.load()
+        self.wire.receive("<presence type='subscribe' from='carol@localhost'/>")
+        self.wire.receive("<presence type='subscribe' from='dave@localhost'/>")
+        notice = "<message type='headline' from='{0}'><answered xmlns='{1}' jid='{2}'/></message>"
+        ns = "urn:xmpp-rest-bridge:roster-answered:0"
+        self.wire.receive(notice.format("mallory@localhost/rest-1", ns, "carol@localhost"))
+        self.wire.receive(notice.format(f"{OWN}/rest-b", ns, "dave@localhost"))
+        self.assertEqual([(c.jid, c.ask) for c in self.refresh()], [("carol@localhost", "in")])
+
+    def test_the_notice_is_no_live_event(self) -> None:
+        """The 'answered' headline between bridge sessions never becomes an SSE event."""
+        from bridge.protocol.events import incoming_event
+        from bridge.xmpp.roster import NS_ANSWERED
+
+        notice = domish.Element((None, "message"))
+        notice["from"], notice["to"], notice["type"] = f"{OWN}/rest-b", f"{OWN}/rest-1", "headline"
+        notice.addElement((NS_ANSWERED, "answered"))["jid"] = "carol@localhost"
+        self.assertIsNone(incoming_event(notice, OWN, "muclight.localhost", 0))
 
     def test_remove_declines_a_request_before_removing(self) -> None:
         """Removing a requester sends unsubscribed; a roster item is removed with subscription='remove'."""

@@ -18,9 +18,20 @@ from twisted.words.xish import domish
 
 from bridge.api.errors import BadRequest
 from bridge.api.sse import CLOSE_GRACE, EventStream, format_event, parse_event_id
-from bridge.api.tokens import MAX_TOKENS_PER_USER, StreamTokens
+from bridge.api.tokens import KEY_WAIT, MAX_TOKENS_PER_USER, InvalidToken, MisdirectedToken, StreamTokens, user_part
 from bridge.config import ConfigError, SseConfig, parse_config
-from bridge.events import Event, EventHub, ReplayLimits, UserEvents
+from bridge.events import (
+    MAX_SAFE_ID,
+    RESET,
+    TAG_SPACE,
+    TICK_EPOCH_MS,
+    Event,
+    EventHub,
+    ReplayLimits,
+    UserEvents,
+    _reset_reason,
+    id_tag,
+)
 from bridge.http.site import BridgeSite
 from bridge.protocol.events import incoming_event
 from bridge.xmpp.errors import ServerUnavailable
@@ -226,10 +237,69 @@ class ReplayBufferTests(unittest.TestCase):
         return ids
 
     def test_ids_increase_and_start_from_the_wall_clock(self) -> None:
-        """Ids are increasing integers no smaller than the clock in microseconds."""
-        ids = self.add(3)
+        """Ids are increasing integers: milliseconds since 2010 times 4096, plus this incarnation's tag."""
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        events = UserEvents(clock, REPLAY, tag=5)
+        events.begin(object())  # type: ignore[arg-type]
+        ids = [events.last_id]
+        for _ in range(3):
+            events.add("message", {})
+            ids.append(events.last_id)
         self.assertEqual(ids, sorted(set(ids)))
-        self.assertGreaterEqual(ids[0], 1_000 * 1_000_000)
+        self.assertEqual(ids[0], (1_700_000_000_000 - TICK_EPOCH_MS) * TAG_SPACE + 5)
+        self.assertEqual({id_tag(each) for each in ids}, {5})
+        # Above the microsecond ids of earlier versions, below 2**53 for decades.
+        self.assertGreater(ids[0], 1_700_000_000_000_000)
+        clock.advance(50 * 365 * 86_400)
+        events.add("message", {})
+        self.assertLess(events.last_id, MAX_SAFE_ID)
+
+    def test_ids_increase_when_the_clock_stands_still_or_steps_back(self) -> None:
+        """Ids keep increasing, with the same tag, when the clock does not move or moves back."""
+        first = self.add(3)
+        self.clock.advance(-10)
+        later = self.add(3)
+        ids = first + later
+        self.assertEqual(ids, sorted(set(ids)))
+        self.assertEqual({id_tag(each) for each in ids}, {self.events.tag})
+        replay = self.events.since(later[0])
+        assert replay is not None
+        self.assertEqual([event.id for event in replay], later[1:])
+
+    def test_own_ids_resume_exactly(self) -> None:
+        """Each id of ours in the window resumes with exactly the events after it."""
+        ids = self.add(3)
+        for n, seen in enumerate(ids):
+            replay = self.events.since(seen)
+            assert replay is not None
+            self.assertEqual([event.id for event in replay], ids[n + 1 :])
+
+    def test_foreign_ids_in_our_window_are_not_resumed(self) -> None:
+        """An id with another process's tag, even between our own ids, gets a reset, not our events."""
+        ids = self.add(3)
+        other_tag = (self.events.tag + 1) % TAG_SPACE
+        for seen in ids[:-1]:
+            foreign = seen - self.events.tag + other_tag
+            self.assertTrue(self.events.horizon <= foreign <= self.events.last_id)
+            self.assertIsNone(self.events.since(foreign))
+
+    def test_two_processes_draw_their_own_tags(self) -> None:
+        """Two hubs (processes) give ids whose tags tell them apart; each refuses the other's."""
+        mine = UserEvents(self.clock, REPLAY, tag=1)
+        theirs = UserEvents(self.clock, REPLAY, tag=2)
+        for events in (mine, theirs):
+            events.begin(object())  # type: ignore[arg-type]
+            events.add("message", {})
+        self.assertIsNone(mine.since(theirs.last_id))
+        self.assertIsNone(theirs.since(mine.last_id))
+        self.assertEqual(mine.since(mine.last_id), [])
+        reset = mine.reset(_reset_reason(mine, theirs.last_id))
+        self.assertEqual(
+            (reset.name, json.loads(reset.data)), (RESET, {"reason": "Last-Event-ID is from another bridge process"})
+        )
+        hubs = {EventHub(Clock(), SessionPool.__new__(SessionPool), ROOMS, REPLAY).tag for _ in range(20)}
+        self.assertGreater(len(hubs), 1)
 
     def test_replay_within_the_window(self) -> None:
         """Everything after a recent id is returned, in order; the newest id gives nothing."""
@@ -495,8 +565,19 @@ class TokenTests(unittest.TestCase):
         self.assertEqual(len(self.tokens), 0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_issuer_refuses_a_token_of_an_ended_session_even_with_a_new_session(self) -> None:
+        """The issuer refuses a token of its ended session as invalid (not misdirected), even with a new session."""
+        token = self.issue()
+        self.session.end()
+        self.assertRaises(InvalidToken, self.tokens.serving_session, token)
+        new = FakeSession()
+        self.pool._sessions[OWN] = (new, b"")  # type: ignore[assignment]
+        self.assertRaises(InvalidToken, self.tokens.serving_session, token)
+        fresh = self.tokens.issue(new)  # type: ignore[arg-type]
+        self.assertIs(self.tokens.session_for(fresh), new)
+
     def test_tokens_per_user_are_capped(self) -> None:
-        """Issuing past the per-user cap retires the oldest tokens."""
+        """Issuing past the per-user cap releases the oldest holds (their tokens then need a live session)."""
         first = self.issue()
         for _ in range(MAX_TOKENS_PER_USER):
             self.issue()
@@ -543,3 +624,162 @@ class SseConfigTests(unittest.TestCase):
             with self.assertRaises(ConfigError) as raised:
                 parse_config(f"[sse]\n{line}\n")
             self.assertTrue(str(raised.exception).startswith(key + ":"), (line, str(raised.exception)))
+
+
+class KeyStore:
+    """The store's side of stream tokens: the first candidate key is kept (``SqlStore`` does it in SQL)."""
+
+    def __init__(self) -> None:
+        self.key: bytes | None = None
+        self.failure: Exception | None = None
+        self.pending: defer.Deferred[None] | None = None
+
+    async def stream_token_key(self, candidate: bytes) -> bytes:
+        if self.pending is not None:
+            await self.pending
+        if self.failure is not None:
+            raise self.failure
+        if self.key is None:
+            self.key = candidate
+        return self.key
+
+
+class OtherPool:
+    """Another process's pool: at most one live session per user, held without a timer."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, FakeSession] = {}
+
+    def live_session(self, bare: str) -> FakeSession | None:
+        session = self.sessions.get(bare)
+        return session if session is not None and session.alive else None
+
+    def hold(self, session: FakeSession) -> Any:
+        session.holds += 1
+        return lambda: None
+
+
+class SharedTokenTests(unittest.TestCase):
+    """Two bridge processes (two StreamTokens) behind one load balancer."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = KeyStore()
+        self.a = self.process(self.store)
+        self.b_pool = OtherPool()
+        self.b = self.process(self.store, self.b_pool)
+        self.session = FakeSession()
+
+    def process(self, store: Any, pool: Any = None) -> StreamTokens:
+        tokens = StreamTokens(self.clock, pool or OtherPool(), 60, store)
+        tokens.startService()
+        self.addCleanup(tokens.stopService)
+        return tokens
+
+    def issue(self) -> str:
+        return self.a.issue(self.session)  # type: ignore[arg-type]
+
+    def test_a_token_of_another_process_with_the_same_key_validates(self) -> None:
+        """A token issued by A is valid at B, which serves it with its own live session of the user."""
+        self.assertTrue(self.a.key_shared and self.b.key_shared)
+        token = self.issue()
+        self.assertEqual(self.b.user_of(token), OWN)
+        own = self.b_pool.sessions[OWN] = FakeSession(f"{OWN}/rest-b")
+        self.assertIs(self.b.serving_session(token), own)
+
+    def test_a_valid_token_without_a_session_here_is_misdirected(self) -> None:
+        """B has no live session of the token's user: the token is valid but misdirected, not invalid."""
+        token = self.issue()
+        self.assertRaises(MisdirectedToken, self.b.serving_session, token)
+        self.b_pool.sessions[OWN] = ended = FakeSession()
+        ended.alive = False
+        self.assertRaises(MisdirectedToken, self.b.serving_session, token)
+        self.assertIsNone(self.b.session_for(token))
+
+    def test_another_key_is_invalid(self) -> None:
+        """A process with another key refuses the token as invalid."""
+        token = self.issue()
+        stranger = self.process(KeyStore())
+        self.assertRaises(InvalidToken, stranger.user_of, token)
+
+    def test_expired_is_invalid(self) -> None:
+        """Past its lifetime a token is invalid on every process."""
+        token = self.issue()
+        self.b_pool.sessions[OWN] = FakeSession()
+        self.clock.advance(59.9)
+        self.b.serving_session(token)
+        self.clock.advance(0.1)
+        self.assertRaises(InvalidToken, self.b.serving_session, token)
+
+    def test_tampered_parts_are_invalid(self) -> None:
+        """Another user's part, expiry, nonce or MAC in a token makes it invalid."""
+        token = self.issue()
+        user, expires, nonce, mac = token.split(".")
+        self.b_pool.sessions["mallory@localhost"] = FakeSession("mallory@localhost")
+        for forged in (
+            f"{user_part('mallory@localhost')}.{expires}.{nonce}.{mac}",
+            f"{user}.{int(expires) + 3_600_000}.{nonce}.{mac}",
+            f"{user}.{expires}.{nonce[:-1]}{'A' if nonce[-1] != 'A' else 'Q'}.{mac}",
+            f"{user}.{expires}.{nonce}.{mac[:-1]}{'B' if mac[-1] != 'B' else 'C'}",
+        ):
+            self.assertRaises(InvalidToken, self.b.serving_session, forged)
+
+    def test_garbage_and_oversized_tokens_are_invalid(self) -> None:
+        """Malformed, oversized or non-ASCII tokens are InvalidToken, never another exception."""
+        token = self.issue()
+        user, expires, nonce, mac = token.split(".")
+        cases = [
+            "",
+            ".",
+            "...",
+            "a.b.c.d",
+            token + ".x",
+            "A" * 10_000,
+            "x" * 2000 + "." + token,
+            f"{user}.-1.{nonce}.{mac}",
+            f"{user}.{'9' * 40}.{nonce}.{mac}",
+            f"{user}.{expires}.{nonce}.{mac}=",
+            f"{user}.{expires}.{nonce}.{mac}\u00e9",
+            "\x00" * 4,
+            "é.1.2.3",
+        ]
+        for wrong in cases:
+            self.assertRaises(InvalidToken, self.b.user_of, wrong)
+        for n in range(300):
+            self.assertRaises(InvalidToken, self.b.user_of, secrets_text(n))
+
+    def test_without_a_readable_store_the_key_is_this_processs_own(self) -> None:
+        """A store that cannot give the key leaves a per-process key: tokens valid here, not elsewhere."""
+        failing = KeyStore()
+        failing.failure = RuntimeError("no database")
+        lonely = self.process(failing, OtherPool())
+        self.assertFalse(lonely.key_shared)
+        token = lonely.issue(self.session)  # type: ignore[arg-type]
+        self.assertIs(lonely.serving_session(token), self.session)
+        self.assertRaises(InvalidToken, self.b.user_of, token)
+
+    def test_ready_waits_for_the_key_but_not_forever(self) -> None:
+        """Token requests wait for the shared key, at most KEY_WAIT seconds, then use this process's key."""
+        slow = KeyStore()
+        slow.key, slow.pending = self.store.key, defer.Deferred()
+        tokens = self.process(slow)
+        waiting = defer.Deferred.fromCoroutine(tokens.ready())
+        self.assertFalse(waiting.called)
+        self.clock.advance(KEY_WAIT)
+        self.assertTrue(waiting.called)
+        self.assertFalse(tokens.key_shared)
+        early = tokens.issue(self.session)  # type: ignore[arg-type]
+        slow.pending.callback(None)
+        self.assertTrue(tokens.key_shared)
+        # Tokens issued before the key arrived stay valid here; new ones are signed with it.
+        self.assertEqual(tokens.user_of(early), OWN)
+        self.assertEqual(self.b.user_of(tokens.issue(self.session)), OWN)  # type: ignore[arg-type]
+
+
+def secrets_text(seed: int) -> str:
+    """Deterministic junk of printable ASCII and dots, some of it token-shaped."""
+    import random
+
+    chooser = random.Random(seed)
+    alphabet = "ABCxyz019-_.=+/ %\x7f"
+    return "".join(chooser.choice(alphabet) for _ in range(chooser.randint(1, 200)))
