@@ -26,6 +26,7 @@ in the database), the lock only keeps the XMPP server seeing one component.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 from collections.abc import Callable
@@ -281,10 +282,8 @@ class PostgresLock:
     def _close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            try:
-                connection.close()
-            except Exception:
-                pass
+            with contextlib.suppress(Exception):
+                connection.close()  # a broken session: closing it cannot fail in a way that matters
 
     def acquire(self) -> defer.Deferred[bool]:
         return self._run(lambda: bool(self._query("SELECT pg_try_advisory_lock(%s)", (self._key,))))
