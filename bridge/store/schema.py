@@ -42,6 +42,16 @@ MIGRATIONS: list[list[str]] = [
     # 2: idempotent retries look a room's messages up by stanza id (GroupchatHandler). Not
     # unique: notices and other senders' messages may share an id, and old archives may too.
     ["CREATE INDEX room_archive_by_stanza_id ON room_archive (room_id, stanza_id)"],
+    # Cluster (issue 13): the component's view of the occupants' available resources
+    # (bridge.muclight.presence), so that a process taking the component over
+    # (bridge.muclight.leader) delivers to them at once; rows not refreshed for a day expire.
+    [
+        """CREATE TABLE available_resources (
+            full_jid TEXT PRIMARY KEY,
+            user_jid TEXT NOT NULL,
+            seen_ms BIGINT NOT NULL)""",
+        "CREATE INDEX available_resources_by_seen ON available_resources (seen_ms)",
+    ],
 ]
 
 
