@@ -222,6 +222,18 @@ class Leader(Service):
                 log.failure("Leader listener failed")
 
 
+def component_state(alive: bool, leader: Leader | None) -> str:
+    """``ok``, ``standby`` or ``failed``, as ``/readyz`` reports the component: ``ok`` while
+    this process runs it and it is connected, ``standby`` while another process holds the
+    lock (or this one waits for it), ``failed`` when it should be connected and is not, or
+    the lock's database cannot be reached."""
+    if leader is not None and leader.state == STANDBY:
+        return "standby"
+    if leader is not None and leader.state == FAILED:
+        return "failed"
+    return "ok" if alive else "failed"
+
+
 class PostgresLock:
     """``LockBackend`` on a dedicated psycopg2 session (not the store pool's, whose
     connections come and go), used from one thread of its own so that a call hung on a
