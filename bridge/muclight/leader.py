@@ -250,14 +250,14 @@ class PostgresLock:
         self._key = key
         self._node = node
         self._connection: Any = None
-        self._threads = ThreadPool(minthreads=1, maxthreads=1, name="bridge-leader-lock")
-        self._started = False
+        self._threads: ThreadPool | None = None
+        self._trigger: Any = None
 
     def _run(self, work: Callable[[], Any]) -> defer.Deferred[Any]:
-        if not self._started:
+        if self._threads is None:
+            self._threads = ThreadPool(minthreads=1, maxthreads=1, name="bridge-leader-lock")
             self._threads.start()
-            self._started = True
-            self._reactor.addSystemEventTrigger("during", "shutdown", self._threads.stop)
+            self._trigger = self._reactor.addSystemEventTrigger("during", "shutdown", self._threads.stop)
         return threads.deferToThreadPool(self._reactor, self._threads, work)
 
     def _connect(self) -> Any:
@@ -304,7 +304,17 @@ class PostgresLock:
         return self._run(lambda: self._query("SELECT 1") and None)
 
     def release(self) -> defer.Deferred[None]:
-        return self._run(self._close)
+        """End the session (freeing the lock), then the thread, which is idle by then."""
+        closed = self._run(self._close)
+
+        def stop_thread(result: object) -> object:
+            threads_, self._threads = self._threads, None
+            if threads_ is not None:
+                self._reactor.removeSystemEventTrigger(self._trigger)
+                threads_.stop()
+            return result
+
+        return closed.addBoth(stop_thread)
 
     def reset(self) -> None:
         # On the lock's thread: it is the only one that touches the connection.
