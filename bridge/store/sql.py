@@ -144,9 +144,11 @@ class SqlStore(Store):
             self._pool = None
 
     def _migrate(self, cursor: Any) -> int:
-        cursor.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         if self.dialect == "postgresql":
+            # First, before even the CREATE ... IF NOT EXISTS: two processes creating the
+            # table at once collide in PostgreSQL's catalog (a unique violation on pg_type).
             cursor.execute("SELECT pg_advisory_xact_lock(73160514)")
+        cursor.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         cursor.execute("SELECT MAX(version) FROM schema_version")
         current = cursor.fetchone()[0] or 0
         for number, statements in enumerate(MIGRATIONS, start=1):

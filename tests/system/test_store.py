@@ -323,3 +323,17 @@ class PostgresStoreTests(StoreTests, unittest.TestCase):
         with self.assertRaises(NotOccupant):
             await posting
         self.assertEqual((await store.query_archive("c3", ArchiveQuery())).count, 0)
+
+    async def test_processes_starting_together_migrate_once(self) -> None:
+        """Several stores opening one fresh database at once all start, and the schema is migrated once."""
+        stores = [open_store(self.url(), reactor) for _ in range(4)]
+        for store in stores:
+            self.addCleanup(store.close)
+        await defer.gatherResults([defer.Deferred.fromCoroutine(store.start()) for store in stores])
+        import psycopg2
+
+        connection = psycopg2.connect(self._url)
+        self.addCleanup(connection.close)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT version FROM schema_version ORDER BY version")
+            self.assertEqual([row[0] for row in cursor.fetchall()], list(range(1, len(MIGRATIONS) + 1)))
