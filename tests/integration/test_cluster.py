@@ -10,10 +10,17 @@ the presence stored by the first (``bridge.muclight.presence``).
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import signal
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 from typing import Any
 
-from twisted.internet import reactor, task
+from twisted.internet import reactor, task, threads
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
@@ -170,3 +177,82 @@ class ClusterComponentTests(BridgeTestCase):
 
     def checks(self, component: str) -> dict[str, str]:
         return {"xmpp": "ok", "store": "ok", "component": component}
+
+
+class SigkillTakeoverTests(unittest.TestCase):
+    """Two ``twistd bridge`` processes on one PostgreSQL; the active one is SIGKILLed."""
+
+    timeout = 120
+
+    def setUp(self) -> None:
+        server = postgres_url()
+        if server is None:
+            raise unittest.SkipTest(
+                "no PostgreSQL server (install Debian's postgresql, or set BRIDGE_TEST_POSTGRES_URL)"
+            )
+        self.database = fresh_database(server, "bridge_sigkill_" + secrets.token_hex(4))
+
+    def start(self, node: str) -> tuple[Any, int]:
+        from tests.servers.fixture import xmpp_server
+        from tests.servers.server import free_port
+        from tests.system.test_twistd import twistd
+
+        server, port = xmpp_server(), free_port()
+        config = Path(self.mktemp() + f"-{node}.toml").resolve()
+        config.write_text(
+            f'[http]\nendpoint = "tcp:{port}:interface=127.0.0.1"\n'
+            f'[xmpp]\nport = {server.c2s_port}\nca_file = "{server.ca_file}"\n'
+            f'[muclight]\nservice = "{server.component}"\nport = {server.component_port}\n'
+            f'[storage]\nurl = "{self.database}"\n[cluster]\nnode = "{node}"\n'
+        )
+        process = twistd("bridge", "--config", str(config), env={"BRIDGE_MUCLIGHT_SECRET": server.component_secret})
+        self.addCleanup(lambda: process.poll() is None and (process.kill(), process.wait()))
+        return process, port
+
+    def scenario(self) -> None:
+        from tests.integration.test_rooms_sigkill import request
+        from tests.servers.fixture import new_user
+        from tests.servers.server import wait_for_port
+
+        bridges = {node: self.start(node) for node in ("a", "b")}
+        for _, port in bridges.values():
+            wait_for_port(port)
+        deadline = time.monotonic() + 30
+        states: dict[str, str] = {}
+        while sorted(states.values()) != ["ok", "standby"]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no active and standby pair: {states}")
+            time.sleep(0.3)
+            states = {node: component_check(port) for node, (_, port) in bridges.items()}
+        active = next(node for node, state in states.items() if state == "ok")
+        standby_port = bridges["b" if active == "a" else "a"][1]
+        os.kill(bridges[active][0].pid, signal.SIGKILL)
+        killed = time.monotonic()
+        bridges[active][0].wait()
+        while component_check(standby_port) != "ok":
+            if time.monotonic() - killed > TAKEOVER_BOUND:
+                raise AssertionError("the standby did not take over within 10 s")
+            time.sleep(0.1)
+        took = time.monotonic() - killed
+        print(f"\n  SIGKILL of the active twistd: the standby's component is up after {took:.2f} s (/readyz)")
+        alice = new_user("alice")
+        status, created = request(standby_port, "POST", "/api/rooms", alice, {"name": "n", "subject": "s"})
+        self.assertEqual(status, 201, created)
+        status, sent = request(standby_port, "POST", f"/api/rooms/{created['id']}/messages", alice, {"body": "x"})
+        self.assertEqual(status, 200, sent)
+
+    def test_sigkill_of_the_active_process_hands_over_within_10_s(self) -> None:
+        """SIGKILL of the process that runs the component: the standby's /readyz shows its component ok within
+        10 s and rooms work through it."""
+        return threads.deferToThread(self.scenario)  # type: ignore[return-value]
+
+
+def component_check(port: int) -> str:
+    """What ``/readyz`` on ``port`` says of the component ("" when it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+            return str(json.loads(response.read())["checks"].get("component", ""))
+    except urllib.error.HTTPError as e:
+        return str(json.loads(e.read() or b"{}").get("checks", {}).get("component", ""))
+    except OSError:
+        return ""
