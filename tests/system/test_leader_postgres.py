@@ -6,11 +6,11 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor, task, threads
 from twisted.trial import unittest
 
 from bridge.muclight.leader import ACTIVE, STANDBY, Leader, PostgresLock, lock_key
-from tests.servers.postgres import fresh_database, postgres_url
+from tests.servers.postgres import fresh_database, postgres_url, restart_postgres
 
 # DESIGN.md: a standby takes over within 10 s of the active process dying.
 TAKEOVER_BOUND = 10.0
@@ -113,6 +113,23 @@ class PostgresLeaderTests(unittest.TestCase):
         await self.settle(3)
         self.assertEqual(holder.state, STANDBY)  # and it does not take the lock back
         print(f"\n  terminated session: holder fenced after {fenced:.2f} s, standby active after {took:.2f} s")
+
+    async def test_postgres_restart_leaves_one_holder(self) -> None:
+        """After PostgreSQL restarts every session (and lock) is gone: the holder is fenced, and within 10 s
+        of the server being back exactly one leader holds the lock and runs the component."""
+        (first, one), (second, two) = self.leader("a"), self.leader("b")
+        await self.until(lambda: ACTIVE in (first.state, second.state), 5)
+        holder_component = one if first.state == ACTIVE else two
+        if not await threads.deferToThread(restart_postgres):
+            raise unittest.SkipTest("the PostgreSQL server is not this run's own (BRIDGE_TEST_POSTGRES_URL)")
+        back = reactor.seconds()
+        await self.until(lambda: holder_component.stops, TAKEOVER_BOUND)
+        await self.until(lambda: ACTIVE in (first.state, second.state), TAKEOVER_BOUND - (reactor.seconds() - back))
+        took = reactor.seconds() - back
+        await self.settle(3)
+        self.assertEqual(sorted([first.state, second.state]), [ACTIVE, STANDBY])
+        self.assertEqual(sorted([one.running, two.running]), [False, True])
+        print(f"\n  PostgreSQL restarted: a holder again {took:.2f} s after it was back")
 
     async def test_stopped_holder_releases_at_once(self) -> None:
         """A holder that shuts down gives the lock up, and the standby takes over on its next retry."""
