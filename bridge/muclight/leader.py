@@ -147,9 +147,15 @@ class Leader(Service):
 
     def _tick(self) -> None:
         self._call = None
-        defer.Deferred.fromCoroutine(self._step()).addErrback(
-            lambda failure: log.failure("Leader step failed", failure)
-        )
+
+        def failed(failure: Any) -> None:
+            # A bug, not the database: logged, and the loop goes on (a stuck leader would
+            # leave the cluster without a component).
+            log.failure("Leader step failed", failure)
+            if self._call is None:
+                self._schedule(self._retry_delay())
+
+        defer.Deferred.fromCoroutine(self._step()).addErrback(failed)
 
     async def _step(self) -> None:
         if self.state == ACTIVE:

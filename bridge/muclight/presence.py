@@ -36,6 +36,9 @@ log = Logger()
 
 # Seconds a stored available resource counts without a fresh presence.
 MAX_AGE = 86400.0
+# Writes queued while the store does not answer; past it changes are dropped (and logged):
+# memory stays bounded, and a record lost costs a bounce or a missed delivery after a takeover.
+MAX_QUEUED = 10000
 
 
 class PresenceJournal:
@@ -47,6 +50,7 @@ class PresenceJournal:
         self._queue: deque[Callable[[], Awaitable[None]]] = deque()
         self._running = False
         self._failing = False
+        self._dropping = False
 
     def record(self, full: str, available: bool) -> None:
         """Queue the write of one change; returns at once."""
@@ -54,6 +58,12 @@ class PresenceJournal:
         async def write() -> None:
             await self._store.set_available(full, available)
 
+        if len(self._queue) >= MAX_QUEUED:
+            if not self._dropping:
+                log.warn("Occupants' presence: {count} writes queued; dropping changes", count=len(self._queue))
+            self._dropping = True
+            return
+        self._dropping = False
         self._enqueue(write)
 
     def restore(self, into: AvailableResources) -> defer.Deferred[None]:

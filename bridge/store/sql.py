@@ -5,7 +5,11 @@ The schema is created and migrated on start: ``schema_version`` holds the last m
 applied, and each migration runs in its own transaction (on PostgreSQL under an advisory
 lock, so processes starting together migrate once). SQLite runs in WAL mode with
 ``synchronous=FULL`` and one connection, so a commit is on disk before its Deferred fires
-and writers never contend. The schema itself is ``bridge.store.schema``.
+and writers never contend. On PostgreSQL several processes write (DESIGN.md, "Several
+processes"): every transaction that changes a room or archives into it first locks the
+room's row (``SELECT ... FOR UPDATE``), so each room has one order of changes and
+messages, a message is checked against the occupants in the transaction that archives it,
+and archive times never go back (``_stamp``). The schema itself is ``bridge.store.schema``.
 
 Over 300 lines on purpose: it is one class, every operation of the ``Store`` interface as a
 blocking interaction (``_name``) and its async face (``name``) side by side, so that each

@@ -15,6 +15,7 @@ from twisted.words.xish import domish
 
 from bridge.muclight.handlers import HANDLERS
 from bridge.muclight.handlers.base import MucLightHandler
+from bridge.muclight.presence import MAX_QUEUED
 from bridge.muclight.rooms import RoomSettings
 from bridge.protocol.muclight import NOT_OCCUPANT
 from bridge.protocol.namespaces import (
@@ -373,6 +374,22 @@ class PresenceTests(HandlerTestCase):
             self.component.state.available.resources(MIKE), [f"{MIKE}/res1", f"{MIKE}/phone", f"{MIKE}/tablet"]
         )
         self.assertEqual(len([e for e in events if e.get("why") == "database gone"]), 1)
+
+    def test_writes_queued_for_a_store_that_hangs_are_bounded(self) -> None:
+        """While the store does not answer, at most MAX_QUEUED presence writes wait; later ones are dropped."""
+        hung: defer.Deferred[None] = defer.Deferred()
+
+        async def stuck(full_jid: str, available: bool) -> None:
+            await hung
+
+        self.store.set_available = stuck  # type: ignore[method-assign]
+        journal = self.component.state.available._journal
+        assert journal is not None
+        for n in range(MAX_QUEUED + 50):
+            journal.record(f"{MIKE}/r{n}", True)
+        self.assertEqual(len(journal._queue), MAX_QUEUED)
+        hung.callback(None)
+        self.assertEqual(len(journal._queue), 0)
 
     def test_restore_does_not_revive_what_went_away_meanwhile(self) -> None:
         """A resource that goes unavailable while the stored table is being loaded stays gone."""
