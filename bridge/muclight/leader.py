@@ -107,9 +107,6 @@ class Leader(Service):
         self._rng = rng
         self.state = STANDBY
         self._call: IDelayedCall | None = None
-        self._busy = False
-        # Called with True on taking over, False on losing the lock (e.g. to load presence).
-        self.listeners: list[Callable[[bool], None]] = []
 
     # -- the loop
 
@@ -168,7 +165,7 @@ class Leader(Service):
             held = await self._timed(self._backend.acquire())
         except Exception as e:
             if self.state != FAILED:
-                log.error("Node {node}: the component lock's database failed: {why}", node=self.node, why=str(e))
+                log.error("Node {node}: the component lock's database failed: {why}", node=self.node, why=_why(e))
             if not self.running:
                 return
             self.state = FAILED
@@ -194,7 +191,7 @@ class Leader(Service):
         except Exception as e:
             if not self.running:
                 return
-            self._lose(str(e) or type(e).__name__)
+            self._lose(_why(e))
             self._schedule(self._retry_delay())
             return
         self._schedule(LEASE_INTERVAL)
@@ -206,7 +203,6 @@ class Leader(Service):
         self.state = ACTIVE
         log.info("Node {node} holds the MUC Light component lock; starting the component", node=self.node)
         self._component.start()
-        self._notify(True)
 
     def _lose(self, why: str) -> None:
         """Fencing: stop the component now, drop the lock's session, stand by."""
@@ -218,14 +214,12 @@ class Leader(Service):
             node=self.node,
             why=why,
         )
-        self._notify(False)
 
-    def _notify(self, active: bool) -> None:
-        for listener in self.listeners:
-            try:
-                listener(active)
-            except Exception:
-                log.failure("Leader listener failed")
+
+def _why(error: Exception) -> str:
+    if isinstance(error, defer.TimeoutError):
+        return "no answer in time"
+    return str(error).strip() or type(error).__name__
 
 
 def component_state(alive: bool, leader: Leader | None) -> str:
