@@ -200,9 +200,9 @@ class Leader(Service):
         return attempt.addTimeout(timeout, self._clock)
 
     def _take_over(self) -> None:
-        self.state = ACTIVE
         log.info("Node {node} holds the MUC Light component lock; starting the component", node=self.node)
-        self._component.start()
+        self._component.start()  # if this fails the next retry tries again (the lock is re-entrant)
+        self.state = ACTIVE
 
     def _lose(self, why: str) -> None:
         """Fencing: stop the component now, drop the lock's session, stand by."""

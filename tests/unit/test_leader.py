@@ -139,6 +139,24 @@ class LeaderTests(unittest.TestCase):
         self.clock.advance(LEASE_TIMEOUT)
         self.assertEqual((self.leader.state, self.component.log), (STANDBY, ["start", "abort"]))
 
+    def test_a_failing_step_is_logged_and_retried(self) -> None:
+        """A component that fails to start is logged with its traceback, and the leader tries again later."""
+        starts = self.component.start
+        failures = [RuntimeError("bug")]
+
+        def start() -> None:
+            if failures:
+                raise failures.pop()
+            starts()
+
+        self.component.start = start  # type: ignore[method-assign]
+        self.leader.startService()
+        self.clock.advance(0)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.leader.state, STANDBY)
+        self.clock.advance(RETRY_INTERVAL * (1 + JITTER))
+        self.assertEqual((self.leader.state, self.component.log), (ACTIVE, ["start"]))
+
     def test_stop_releases_the_lock(self) -> None:
         """Stopping the service stops the component gracefully and gives the lock up, and nothing runs later."""
         self.leader.startService()
