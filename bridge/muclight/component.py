@@ -132,7 +132,11 @@ class ComponentConnection(StreamManager, Service):
 
     def start(self) -> None:
         """Connect, and keep reconnecting until ``stop``; may follow a ``stop`` (the
-        leader, ``bridge.muclight.leader``, starts and stops the component at will)."""
+        leader, ``bridge.muclight.leader``, starts and stops the component at will).
+
+        Only once the stopped stream is gone: wokkel's ``StreamManager`` forgets its
+        stream on any disconnect. The leader restarts seconds after an abort, which
+        closes at once."""
         if self.factory.continueTrying and self._connector is not None:
             return  # running already
         # Connects now; the retry backoff carries on (only a handshake resets it).

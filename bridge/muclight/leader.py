@@ -19,9 +19,13 @@ of a process that vanished behind a network cut, and frees its lock, within
 socket is closed by its kernel and frees the lock at once. A standby then takes over
 within that bound plus ``RETRY_INTERVAL`` (with jitter), inside DESIGN.md's 10 s.
 
-A fenced holder's component stays down until the lease is taken again; the rooms' order
-and membership do not depend on the lock anyway (``bridge.store.sql`` serialises each room
-in the database), the lock only keeps the XMPP server seeing one component.
+A fenced holder's component stays down until the lease is taken again. Between the lock's
+loss on the server and the old holder's next lease check (at most ``LEASE_INTERVAL +
+LEASE_TIMEOUT``) both processes may run the component: Prosody refuses the newcomer's
+handshake until the old connection is gone (its backoff retries within seconds), ejabberd
+routes to both for that while. The rooms' order and membership do not depend on the lock
+(``bridge.store.sql`` serialises each room in the database); the lock keeps the XMPP
+server seeing one component.
 """
 
 from __future__ import annotations
