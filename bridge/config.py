@@ -186,6 +186,22 @@ class MetricsConfig:
         """Nothing to check beyond types: the endpoint is parsed when the daemon starts."""
 
 
+# A node name: what log lines, metrics and the leader lock's holder name carry.
+_NODE_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+MAX_NODE_LENGTH = 63
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    # This process's name, unique among the bridges that share one PostgreSQL storage.url
+    # (DESIGN.md, "Several processes"); "" = the only process.
+    node: str = ""
+
+    def check(self) -> None:
+        if len(self.node) > MAX_NODE_LENGTH or not set(self.node) <= _NODE_CHARACTERS:
+            raise ConfigError(f"cluster.node: expected at most {MAX_NODE_LENGTH} characters of [A-Za-z0-9._-]")
+
+
 @dataclass(frozen=True)
 class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -196,11 +212,13 @@ class Config:
     sse: SseConfig = field(default_factory=SseConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def check(self) -> None:
         """Each section checks its own values; the first problem is the one reported."""
         for section in (self.http, self.xmpp, self.muclight, self.storage, self.throttle, self.sse, self.limits):
             section.check()
+        self.cluster.check()
 
 
 _TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}

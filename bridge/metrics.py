@@ -14,8 +14,11 @@ site. ``bridge.http.metrics`` measures the API's requests into it. What is measu
   ``bridge_throttled_requests_total{limit}`` (``address``, ``user``, ``login``,
   ``sessions``, ``streams``);
 * gauges read when scraped, registered by the part that knows them
-  (``watch_sessions``, ``watch_streams``, ``watch_component``):
-  ``bridge_xmpp_sessions``, ``bridge_sse_streams``, ``bridge_component_connected``;
+  (``watch_sessions``, ``watch_streams``, ``watch_component``, ``watch_component_state``):
+  ``bridge_xmpp_sessions``, ``bridge_sse_streams``, ``bridge_component_connected``, and
+  ``bridge_component_state{node,state}`` (1 for the state this process's component is in:
+  ``active``, ``standby`` for a process that does not hold the cluster's component lock,
+  ``failed``; 0 for the others);
 * ``bridge_build_info{version}`` and the process's own (``process_open_fds``,
   ``process_resident_memory_bytes``, ...), so an admin sees how close the daemon runs to
   its ``LimitNOFILE``.
@@ -74,9 +77,17 @@ class _Watched:
 
     def __init__(self) -> None:
         self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        # name -> (documentation, constant labels, the states, read the current one)
+        self._states: dict[str, tuple[str, dict[str, str], tuple[str, ...], Callable[[], str]]] = {}
 
     def add(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         self._gauges[name] = (documentation, read)
+
+    def add_state(
+        self, name: str, documentation: str, labels: dict[str, str], states: tuple[str, ...], read: Callable[[], str]
+    ) -> None:
+        """A gauge per state (label ``state``): 1 for the one ``read`` names, 0 for the rest."""
+        self._states[name] = (documentation, labels, states, read)
 
     def collect(self) -> Iterable[Metric]:
         for name, (documentation, read) in sorted(self._gauges.items()):
@@ -85,6 +96,15 @@ class _Watched:
             except Exception:
                 continue  # a part that cannot say leaves its gauge out rather than failing the scrape
             yield GaugeMetricFamily(name, documentation, value=value)
+        for name, (documentation, labels, states, read_state) in sorted(self._states.items()):
+            try:
+                current = read_state()
+            except Exception:
+                continue
+            family = GaugeMetricFamily(name, documentation, labels=[*labels, "state"])
+            for state in states:
+                family.add_metric([*labels.values(), state], 1.0 if state == current else 0.0)
+            yield family
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -149,6 +169,18 @@ class BridgeMetrics:
         """1 while the MUC Light component is connected to the XMPP server, else 0."""
         self._watched.add(
             "bridge_component_connected", "1 while the MUC Light component is connected to the server.", read
+        )
+
+    def watch_component_state(self, node: str, read: Callable[[], str]) -> None:
+        """Whether this process runs the MUC Light component: ``read`` returns ``active``,
+        ``standby`` or ``failed`` (``bridge.muclight.leader``)."""
+        self._watched.add_state(
+            "bridge_component_state",
+            "1 for the MUC Light component's state in this process: active, standby (another bridge holds "
+            "the component lock) or failed.",
+            {"node": node},
+            ("active", "standby", "failed"),
+            read,
         )
 
     # Events.

@@ -35,6 +35,7 @@ from bridge.http.site import BridgeSite, build_site
 from bridge.metrics import BridgeMetrics, MetricsResource, MetricsSite
 from bridge.muclight import build_component
 from bridge.muclight.component import ComponentConnection
+from bridge.muclight.leader import Leader, PostgresLock, component_state, lock_key
 from bridge.rlimit import raise_open_files_limit
 from bridge.shutdown import DrainingHttpService, StagedService
 from bridge.store import StoreService, open_store
@@ -81,8 +82,23 @@ class BridgeParts:
     metrics: BridgeMetrics | None = None
     readiness: Readiness | None = None
     metrics_http: StreamServerEndpointService | None = None
-    # The MUC Light component (None when muclight.component is false).
+    # The MUC Light component (None when muclight.component is false), and with a
+    # PostgreSQL store the leader that decides whether this process runs it.
     component: ComponentConnection | None = None
+    leader: Leader | None = None
+
+
+@dataclass
+class RoomParts:
+    """What ``build_rooms`` makes: the store, the component and (PostgreSQL) its leader."""
+
+    store: StoreService
+    component: ComponentConnection
+    leader: Leader | None = None
+
+    def state(self) -> str:
+        """The component as ``/readyz`` reports it: ok, standby or failed."""
+        return component_state(self.component.alive, self.leader)
 
 
 def connect_settings(config: Config) -> ConnectSettings:
@@ -193,26 +209,34 @@ def build_http(
     return HttpParts(site, limits, streams)
 
 
-def build_rooms(config: Config, reactor: Any, root: service.MultiService) -> tuple[StoreService, ComponentConnection]:
-    """The MUC Light component and its store, started under ``root``."""
+def build_rooms(config: Config, reactor: Any, root: service.MultiService) -> RoomParts:
+    """The MUC Light component and its store, started under ``root``.
+
+    With a PostgreSQL store several processes may share the rooms (DESIGN.md, "Several
+    processes"): the component is then run by a ``Leader`` only while this process holds
+    the cluster's lock. With SQLite (one process) it runs from the start.
+    """
     store = StoreService(open_store(config.storage.url, reactor))
     store.setServiceParent(root)
     component = build_component(config.muclight, store.store, reactor)
-    component.setServiceParent(root)
-    return store, component
+    if not config.storage.url.startswith(("postgresql://", "postgres://")):
+        component.setServiceParent(root)
+        return RoomParts(store, component)
+    lock = PostgresLock(reactor, config.storage.url, lock_key(config.muclight.service), config.cluster.node)
+    leader = Leader(reactor, lock, component, config.cluster.node)
+    leader.setServiceParent(root)
+    return RoomParts(store, component, leader)
 
 
-def build_readiness(
-    config: Config, reactor: Any, pool: SessionPool, rooms: tuple[StoreService, ComponentConnection] | None
-) -> Readiness:
-    """``/readyz``: the XMPP server, and with the component its store (required) and link (reported)."""
+def build_readiness(config: Config, reactor: Any, pool: SessionPool, rooms: RoomParts | None) -> Readiness:
+    """``/readyz``: the XMPP server, and with the component its store (required) and link
+    (reported: ok, standby on a process that does not hold the component lock, failed)."""
     readiness = Readiness(reactor, config.xmpp.host, config.xmpp.port, pool, config.xmpp.timeout)
     if rooms is not None:
-        store, connection = rooms
-        readiness.add_check("store", store_check(store.store))
+        readiness.add_check("store", store_check(rooms.store.store))
         # Without the component only rooms fail: reported by /readyz, not a reason to take
         # the bridge out of a load balancer.
-        readiness.add_check("component", lambda: defer.succeed(connection.alive), required=False)
+        readiness.add_check("component", lambda: defer.succeed(rooms.state()), required=False)
     return readiness
 
 
@@ -229,9 +253,11 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
     pool.setServiceParent(root)
     # The MUC Light component and its store (stopped after the HTTP side, store last).
     rooms = build_rooms(config, reactor, root) if config.muclight.component else None
-    component = rooms[1] if rooms is not None else None
-    if component is not None:
-        metrics.watch_component(lambda: float(component.alive))
+    component = rooms.component if rooms is not None else None
+    if rooms is not None:
+        metrics.watch_component(lambda: float(rooms.component.alive))
+        states = {"ok": "active", "standby": "standby", "failed": "failed"}
+        metrics.watch_component_state(config.cluster.node, lambda: states[rooms.state()])
     metrics.watch_sessions(lambda: len(pool))
     capabilities = CapabilityCheck()
     pool.session_opened.append(capabilities.session_opened)
@@ -243,7 +269,7 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
     events.setServiceParent(root)
     # Stream tokens are signed with a key kept in the store, when there is one, so that every
     # process sharing it accepts them; without a store the key is this process's own.
-    token_store = rooms[0].store if rooms is not None else None
+    token_store = rooms.store.store if rooms is not None else None
     tokens = StreamTokens(reactor, pool, config.sse.token_lifetime, token_store)
     tokens.setServiceParent(root)
     readiness = build_readiness(config, reactor, pool, rooms)
@@ -268,6 +294,7 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
         readiness=readiness,
         metrics_http=metrics_http,
         component=component,
+        leader=rooms.leader if rooms is not None else None,
     )
 
 

@@ -29,8 +29,15 @@ READY_CACHE = 2.0
 STORE_PROBE_ROOM = "readiness-probe"
 
 
-# An async function (or one returning a Deferred) that says whether a dependency answers.
+# An async function (or one returning a Deferred) that says whether a dependency answers:
+# True ("ok") or False ("failed"), or one of those words or STANDBY.
 Check = Callable[[], Any]
+
+OK = "ok"
+FAILED = "failed"
+# A dependency this process does not run by design (a standby bridge's MUC Light
+# component, bridge.muclight.leader): reported, and never a reason to be unready.
+STANDBY = "standby"
 
 
 def store_check(store: Any) -> Check:
@@ -79,25 +86,28 @@ class Readiness:
             return False
         return True
 
-    async def _run(self, name: str, check: Check) -> bool:
+    async def _run(self, name: str, check: Check) -> str:
         try:
             result = check()
             attempt: defer.Deferred[Any] = (
                 result if isinstance(result, defer.Deferred) else defer.Deferred.fromCoroutine(result)
             )
             attempt.addTimeout(self._timeout, self._reactor)
-            return bool(await attempt)
+            answer = await attempt
         except Exception:
             log.info("Readiness check {name} failed", name=name)
-            return False
+            return FAILED
+        if isinstance(answer, str) and answer in (OK, FAILED, STANDBY):
+            return answer
+        return OK if answer else FAILED
 
     async def _evaluate(self) -> tuple[bool, dict[str, str]]:
         names = list(self._checks)
         results = await defer.gatherResults(
             [defer.Deferred.fromCoroutine(self._run(name, self._checks[name][0])) for name in names]
         )
-        ready = all(ok or not self._checks[name][1] for name, ok in zip(names, results, strict=True))
-        return ready, {name: "ok" if ok else "failed" for name, ok in zip(names, results, strict=True)}
+        ready = all(state != FAILED or not self._checks[name][1] for name, state in zip(names, results, strict=True))
+        return ready, dict(zip(names, results, strict=True))
 
     async def status(self) -> tuple[int, dict[str, Any]]:
         """The ``/readyz`` answer: a status code and its JSON body."""

@@ -124,13 +124,36 @@ class ComponentConnection(StreamManager, Service):
 
     def startService(self) -> None:
         super().startService()
-        self.factory.continueTrying = True
-        self._connector = self._reactor.connectTCP(self.host, self.port, self.factory, timeout=5)
+        self.start()
 
     def stopService(self) -> defer.Deferred[None] | None:
         super().stopService()
+        return self.stop()
+
+    def start(self) -> None:
+        """Connect, and keep reconnecting until ``stop``; may follow a ``stop`` (the
+        leader, ``bridge.muclight.leader``, starts and stops the component at will).
+
+        Only once the stopped stream is gone: wokkel's ``StreamManager`` forgets its
+        stream on any disconnect. The leader restarts seconds after an abort, which
+        closes at once."""
+        if self.factory.continueTrying and self._connector is not None:
+            return  # running already
+        # Connects now; the retry backoff carries on (only a handshake resets it).
+        self.factory.continueTrying = True
+        self._last_problem = None
+        self._connector = self._reactor.connectTCP(self.host, self.port, self.factory, timeout=5)
+
+    def stop(self, abort: bool = False) -> defer.Deferred[None] | None:
+        """Stop reconnecting and end the stream: with a closing tag, or at once when
+        ``abort`` (fencing: nothing more may be read or sent on it)."""
         self.factory.stopTrying()
+        connector, self._connector = self._connector, None
         if self.xmlstream is not None and self.xmlstream.transport is not None:
+            transport = self.xmlstream.transport
+            if abort:
+                transport.abortConnection()
+                return None
             ended: defer.Deferred[None] = defer.Deferred()
 
             def end(_: object) -> None:
@@ -140,10 +163,10 @@ class ComponentConnection(StreamManager, Service):
             # An observer on this stream: a bootstrap would only reach streams built later.
             self.xmlstream.addObserver(xmlstream.STREAM_END_EVENT, end)
             self.xmlstream.sendFooter()
-            self.xmlstream.transport.loseConnection()
+            transport.loseConnection()
             ended.addTimeout(5, self._reactor)
             ended.addErrback(lambda _: None)
             return ended
-        if self._connector is not None:
-            self._connector.disconnect()
+        if connector is not None:
+            connector.disconnect()
         return None

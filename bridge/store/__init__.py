@@ -35,6 +35,11 @@ class VersionConflict(StoreError):
     """The room changed (or vanished) since it was read; read it again and retry."""
 
 
+class NotOccupant(Exception):
+    """The sender of a message is not (or no longer) an occupant of the room: a refusal,
+    not a store failure."""
+
+
 @dataclass(frozen=True)
 class Room:
     """A room as stored: its configuration, its occupants in joining order, its version."""
@@ -74,6 +79,18 @@ class ArchivedItem:
     kind: str
     sender: str | None
     xml: str
+
+
+@dataclass(frozen=True)
+class Posted:
+    """What ``Store.post_message`` did: the room as it was when the message was taken (its
+    occupants are whom to deliver to) and the message's archive entry."""
+
+    room: Room
+    item: ArchivedItem
+    # True when the room had archived this id from this sender already (a client's retry):
+    # ``item`` is that earlier entry, and nothing was archived now.
+    retry: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,27 @@ class Store:
         """Archive a groupchat message; None when the room no longer exists."""
         raise NotImplementedError
 
+    async def post_message(self, room_id: str, item: NewArchiveItem, dedupe: bool) -> Posted | None:
+        """Take a groupchat message from an occupant: None when the room does not exist,
+        ``NotOccupant`` when ``item.sender`` is not in it; with ``dedupe``, an id the room
+        already archived from that sender is a retry (``Posted.retry``); else archive it.
+
+        ``SqlStore`` does all of it in one transaction under the room's row lock, so a
+        message racing a removal is refused, and two processes cannot both archive one
+        retried id. This composition of the other calls is for stores of one process.
+        """
+        room = await self.get_room(room_id)
+        if room is None:
+            return None
+        if item.sender is None or room.affiliation(item.sender) is None:
+            raise NotOccupant(room_id)
+        if dedupe:
+            earlier = await self.archived_message(room_id, item.stanza_id, item.sender)
+            if earlier is not None:
+                return Posted(room, earlier, retry=True)
+        archived = await self.archive_message(room_id, item)
+        return None if archived is None else Posted(room, archived)
+
     async def query_archive(self, room_id: str, query: ArchiveQuery) -> ArchivePage:
         raise NotImplementedError
 
@@ -149,6 +187,16 @@ class Store:
 
     async def blocking(self, users: list[str], room_jid: str, by: str) -> set[str]:
         """Those of ``users`` who block the room ``room_jid`` or the user ``by``."""
+        raise NotImplementedError
+
+    async def set_available(self, full_jid: str, available: bool) -> None:
+        """Record that an occupant's resource went available (or refresh it), or forget it."""
+        raise NotImplementedError
+
+    async def available_resources(self, max_age: float) -> list[str]:
+        """The full JIDs recorded available within the last ``max_age`` seconds, oldest
+        first; older records are purged. What a component that takes over starts from
+        (``bridge.muclight.presence``)."""
         raise NotImplementedError
 
     async def start(self) -> None:

@@ -45,6 +45,16 @@ MIGRATIONS: list[list[str]] = [
     # Stream tokens: secrets every bridge process sharing the store reads at start (the key
     # that signs stream tokens, bridge.api.tokens), each written once, never in a log.
     ["CREATE TABLE shared_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)"],
+    # Cluster (issue 13): the component's view of the occupants' available resources
+    # (bridge.muclight.presence), so that a process taking the component over
+    # (bridge.muclight.leader) delivers to them at once; rows not refreshed for a day expire.
+    [
+        """CREATE TABLE available_resources (
+            full_jid TEXT PRIMARY KEY,
+            user_jid TEXT NOT NULL,
+            seen_ms BIGINT NOT NULL)""",
+        "CREATE INDEX available_resources_by_seen ON available_resources (seen_ms)",
+    ],
 ]
 
 

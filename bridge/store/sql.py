@@ -5,7 +5,11 @@ The schema is created and migrated on start: ``schema_version`` holds the last m
 applied, and each migration runs in its own transaction (on PostgreSQL under an advisory
 lock, so processes starting together migrate once). SQLite runs in WAL mode with
 ``synchronous=FULL`` and one connection, so a commit is on disk before its Deferred fires
-and writers never contend. The schema itself is ``bridge.store.schema``.
+and writers never contend. On PostgreSQL several processes write (DESIGN.md, "Several
+processes"): every transaction that changes a room or archives into it first locks the
+room's row (``SELECT ... FOR UPDATE``), so each room has one order of changes and
+messages, a message is checked against the occupants in the transaction that archives it,
+and archive times never go back (``_stamp``). The schema itself is ``bridge.store.schema``.
 
 Over 300 lines on purpose: it is one class, every operation of the ``Store`` interface as a
 blocking interaction (``_name``) and its async face (``name``) side by side, so that each
@@ -28,6 +32,8 @@ from bridge.store import (
     ArchivePage,
     ArchiveQuery,
     NewArchiveItem,
+    NotOccupant,
+    Posted,
     Room,
     RoomExists,
     Store,
@@ -114,10 +120,12 @@ class SqlStore(Store):
         return text.isascii() and text.isdigit() and len(text) <= 18
 
     def _sql(self, statement: str) -> str:
+        # "{lock}": a row lock for the rest of the transaction. SQLite has none and needs
+        # none: its one connection runs one transaction at a time.
         if self.dialect == "postgresql":
-            statement = statement.replace("?", "%s")
+            statement = statement.replace("?", "%s").replace("{lock}", "FOR UPDATE")
             return statement.replace("{id}", "BIGSERIAL PRIMARY KEY")
-        return statement.replace("{id}", "INTEGER PRIMARY KEY AUTOINCREMENT")
+        return statement.replace("{lock}", "").replace("{id}", "INTEGER PRIMARY KEY AUTOINCREMENT")
 
     async def start(self) -> None:
         """Open the pool and migrate the schema; queries issued meanwhile wait for it."""
@@ -140,9 +148,11 @@ class SqlStore(Store):
             self._pool = None
 
     def _migrate(self, cursor: Any) -> int:
-        cursor.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         if self.dialect == "postgresql":
+            # First, before even the CREATE ... IF NOT EXISTS: two processes creating the
+            # table at once collide in PostgreSQL's catalog (a unique violation on pg_type).
             cursor.execute("SELECT pg_advisory_xact_lock(73160514)")
+        cursor.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         cursor.execute("SELECT MAX(version) FROM schema_version")
         current = cursor.fetchone()[0] or 0
         for number, statements in enumerate(MIGRATIONS, start=1):
@@ -182,10 +192,11 @@ class SqlStore(Store):
 
     # -- rooms
 
-    def _load_room(self, cursor: Any, room_id: str) -> Room | None:
-        row = self._exec(
-            cursor, "SELECT roomname, subject, version FROM rooms WHERE room_id = ?", (room_id,)
-        ).fetchone()
+    def _load_room(self, cursor: Any, room_id: str, lock: bool = False) -> Room | None:
+        """The room; with ``lock``, its row stays locked until the transaction ends, which
+        serialises every change and message of the room across processes (PostgreSQL)."""
+        statement = "SELECT roomname, subject, version FROM rooms WHERE room_id = ?" + (" {lock}" if lock else "")
+        row = self._exec(cursor, statement, (room_id,)).fetchone()
         if row is None:
             return None
         affiliations = self._exec(
@@ -218,6 +229,18 @@ class SqlStore(Store):
                 "INSERT INTO affiliations (room_id, user_jid, affiliation, position) VALUES (?, ?, ?, ?)",
                 (room.room_id, jid, affiliation, position),
             )
+
+    def _stamp(self, cursor: Any, room_id: str) -> int:
+        """The time for the room's next archive entry: the clock, or the room's last entry's
+        time if that is later (another process's clock, or a clock that stepped back), so
+        that archive order and time order never disagree. Run under the room's lock."""
+        row = self._exec(
+            cursor,
+            "SELECT timestamp_ms FROM room_archive WHERE room_id = ? ORDER BY archive_id DESC LIMIT 1",
+            (room_id,),
+        ).fetchone()
+        now = self._now_ms()
+        return now if row is None else max(now, row[0])
 
     def _append(self, cursor: Any, room_id: str, item: NewArchiveItem, now: int) -> ArchivedItem:
         self._exec(
@@ -252,7 +275,9 @@ class SqlStore(Store):
     def _update(
         self, cursor: Any, room_id: str, expected: str, room: Room | None, archive: list[NewArchiveItem]
     ) -> list[ArchivedItem]:
-        now = self._now_ms()
+        locked = self._exec(cursor, "SELECT version FROM rooms WHERE room_id = ? {lock}", (room_id,)).fetchone()
+        if locked is None or locked[0] != expected:
+            raise VersionConflict(room_id)
         if room is None:
             self._exec(cursor, "DELETE FROM rooms WHERE room_id = ? AND version = ?", (room_id, expected))
             if cursor.rowcount != 1:
@@ -268,6 +293,7 @@ class SqlStore(Store):
         if cursor.rowcount != 1:
             raise VersionConflict(room_id)
         self._write_affiliations(cursor, room)
+        now = self._stamp(cursor, room_id) if archive else 0
         return [self._append(cursor, room_id, item, now) for item in archive]
 
     async def update_room(
@@ -278,12 +304,29 @@ class SqlStore(Store):
     # -- archive
 
     def _archive_message(self, cursor: Any, room_id: str, item: NewArchiveItem) -> ArchivedItem | None:
-        if self._exec(cursor, "SELECT 1 FROM rooms WHERE room_id = ?", (room_id,)).fetchone() is None:
+        if self._exec(cursor, "SELECT 1 FROM rooms WHERE room_id = ? {lock}", (room_id,)).fetchone() is None:
             return None
-        return self._append(cursor, room_id, item, self._now_ms())
+        return self._append(cursor, room_id, item, self._stamp(cursor, room_id))
 
     async def archive_message(self, room_id: str, item: NewArchiveItem) -> ArchivedItem | None:
         return await self._run(self._archive_message, room_id, item)
+
+    def _post(self, cursor: Any, room_id: str, item: NewArchiveItem, dedupe: bool) -> Posted | None:
+        # One transaction under the room's row lock: membership, the retry lookup, the
+        # archive id and the timestamp all see every earlier commit for the room.
+        room = self._load_room(cursor, room_id, lock=True)
+        if room is None:
+            return None
+        if item.sender is None or room.affiliation(item.sender) is None:
+            raise NotOccupant(room_id)
+        if dedupe:
+            earlier = self._archived_message(cursor, room_id, item.stanza_id, item.sender)
+            if earlier is not None:
+                return Posted(room, earlier, retry=True)
+        return Posted(room, self._append(cursor, room_id, item, self._stamp(cursor, room_id)))
+
+    async def post_message(self, room_id: str, item: NewArchiveItem, dedupe: bool) -> Posted | None:
+        return await self._run(self._post, room_id, item, dedupe)
 
     def _query(self, cursor: Any, room_id: str, query: ArchiveQuery) -> ArchivePage:
         where = ["room_id = ?"]
@@ -338,6 +381,31 @@ class SqlStore(Store):
 
     async def archived_message(self, room_id: str, stanza_id: str, sender: str) -> ArchivedItem | None:
         return await self._run(self._archived_message, room_id, stanza_id, sender)
+
+    # -- occupants' available resources (bridge.muclight.presence)
+
+    def _set_available(self, cursor: Any, full_jid: str, available: bool) -> None:
+        if not available:
+            self._exec(cursor, "DELETE FROM available_resources WHERE full_jid = ?", (full_jid,))
+            return
+        self._exec(
+            cursor,
+            "INSERT INTO available_resources (full_jid, user_jid, seen_ms) VALUES (?, ?, ?) "
+            "ON CONFLICT (full_jid) DO UPDATE SET seen_ms = excluded.seen_ms",
+            (full_jid, full_jid.split("/", 1)[0], self._now_ms()),
+        )
+
+    async def set_available(self, full_jid: str, available: bool) -> None:
+        await self._run(self._set_available, full_jid, available)
+
+    def _available_resources(self, cursor: Any, max_age: float) -> list[str]:
+        oldest = self._now_ms() - int(max_age * 1000)
+        self._exec(cursor, "DELETE FROM available_resources WHERE seen_ms < ?", (oldest,))
+        rows = self._exec(cursor, "SELECT full_jid FROM available_resources ORDER BY seen_ms, full_jid").fetchall()
+        return [row[0] for row in rows]
+
+    async def available_resources(self, max_age: float) -> list[str]:
+        return await self._run(self._available_resources, max_age)
 
     # -- blocking
 

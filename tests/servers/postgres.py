@@ -21,6 +21,7 @@ from tests.servers.server import free_port, wait_for_port
 
 _url: str | None = None
 _tried = False
+_restart_command: list[str] | None = None
 
 
 def _binaries() -> Path | None:
@@ -30,7 +31,7 @@ def _binaries() -> Path | None:
 
 def postgres_url() -> str | None:
     """A PostgreSQL URL the tests may use (a fresh database), or None when there is none."""
-    global _url, _tried
+    global _url, _tried, _restart_command
     if os.environ.get("BRIDGE_TEST_POSTGRES_URL"):
         return os.environ["BRIDGE_TEST_POSTGRES_URL"]
     if _tried:
@@ -60,6 +61,21 @@ def postgres_url() -> str | None:
         **quiet,
     )
 
+    _restart_command = [
+        *as_user,
+        str(binaries / "pg_ctl"),
+        "-D",
+        str(data),
+        "-o",
+        options,
+        "-l",
+        str(workdir / "log"),
+        "-m",
+        "immediate",
+        "-w",
+        "restart",
+    ]
+
     def stop() -> None:
         subprocess.run([*as_user, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], **quiet)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -81,3 +97,12 @@ def fresh_database(url: str, name: str) -> str:
         cursor.execute(f'CREATE DATABASE "{name}"')
     connection.close()
     return url.rsplit("/", 1)[0] + "/" + name
+
+
+def restart_postgres() -> bool:
+    """Restart (immediate mode: every session ends at once) the server ``postgres_url``
+    started; False when it did not start one (``BRIDGE_TEST_POSTGRES_URL``, or none)."""
+    if _restart_command is None:
+        return False
+    subprocess.run(_restart_command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return True

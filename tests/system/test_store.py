@@ -6,13 +6,14 @@ from __future__ import annotations
 import secrets
 import sqlite3
 
-from twisted.internet import reactor
+from twisted.internet import defer, reactor, task
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from bridge.store import (
     ArchiveQuery,
     NewArchiveItem,
+    NotOccupant,
     Room,
     RoomExists,
     Store,
@@ -166,6 +167,59 @@ class StoreTests:
         other = await self.open()
         self.assertEqual(await other.stream_token_key(secrets.token_bytes(32)), first)
 
+    async def test_post_message_checks_membership_and_retries(self) -> None:
+        """post_message archives an occupant's message with the room it was taken in, refuses a
+        stranger and a missing room, and answers a retried id with the earlier entry."""
+        store = await self.open()
+        room = Room("p1", "n", "", "v1", (("a@x", "owner"), ("b@x", "member")))
+        await store.create_room(room, None)
+        first = await store.post_message("p1", NewArchiveItem("id-1", "message", "b@x", "<message/>"), dedupe=True)
+        assert first is not None
+        self.assertEqual((first.room, first.retry), (room, False))
+        again = await store.post_message("p1", NewArchiveItem("id-1", "message", "b@x", "<message/>"), dedupe=True)
+        assert again is not None
+        self.assertEqual((again.item, again.retry), (first.item, True))
+        with self.assertRaises(NotOccupant):  # type: ignore[attr-defined]
+            await store.post_message("p1", NewArchiveItem("id-2", "message", "z@x", "<message/>"), dedupe=False)
+        self.assertIsNone(await store.post_message("nope", item("x"), dedupe=False))
+        page = await store.query_archive("p1", ArchiveQuery())
+        self.assertEqual([i.stanza_id for i in page.items], ["id-1"])
+
+    async def test_archive_time_never_goes_back(self) -> None:
+        """An entry archived while the clock reads earlier than the room's last entry gets that
+        entry's time, so archive order and time order agree."""
+        clock = Clock()
+        clock.advance(5000)
+        store = await self.open(clock)
+        await store.create_room(Room("t1", "n", "", "v1", (("a@x", "owner"),)), None)
+        first = await store.archive_message("t1", item("one"))
+        clock.rightNow = 4000.0  # the clock stepped back (or another process's lags)
+        posted = await store.post_message("t1", item("two"), dedupe=False)
+        changed = await store.update_room("t1", "v1", Room("t1", "m", "", "v2", (("a@x", "owner"),)), [item("n")])
+        assert first is not None and posted is not None
+        self.assertEqual([first.timestamp, posted.item.timestamp, changed[0].timestamp], [5000000] * 3)
+
+    async def test_available_resources_round_trip_and_expiry(self) -> None:
+        """Available resources are recorded oldest first, refreshed, forgotten on request, and purged
+        once older than the age asked for."""
+        clock = Clock()
+        clock.advance(100000)
+        store = await self.open(clock)
+        await store.set_available("a@x/one", True)
+        clock.advance(10)
+        await store.set_available("b@x/two", True)
+        await store.set_available("a@x/three", True)
+        clock.advance(10)
+        await store.set_available("a@x/one", True)  # refreshed: now the newest
+        await store.set_available("b@x/two", False)
+        await store.set_available("b@x/gone", False)  # unknown: nothing to forget
+        self.assertEqual(await store.available_resources(86400), ["a@x/three", "a@x/one"])
+        clock.advance(86400 - 5)
+        self.assertEqual(await store.available_resources(86400), ["a@x/one"])
+        clock.advance(86400)
+        self.assertEqual(await store.available_resources(86400), [])
+        self.assertEqual(await store.available_resources(10**9), [])  # purged, not only hidden
+
 
 class SqliteStoreTests(StoreTests, unittest.TestCase):
     def url(self) -> str:
@@ -226,3 +280,69 @@ class PostgresStoreTests(StoreTests, unittest.TestCase):
 
     def url(self) -> str:
         return self._url
+
+    async def test_two_writers_agree_on_one_order(self) -> None:
+        """Two processes' stores on one database, one clock 1000 s behind the other, posting to one room
+        at once: archive ids and timestamps rise together, and every message is archived once."""
+        ahead, behind = Clock(), Clock()
+        ahead.advance(2000)
+        behind.advance(1000)
+        first, second = await self.open(ahead), await self.open(behind)
+        await first.create_room(Room("c1", "n", "", "v1", (("a@x", "owner"), ("b@x", "member"))), None)
+        posts = []
+        for n in range(40):
+            store, sender = (first, "a@x") if n % 2 else (second, "b@x")
+            message = NewArchiveItem(f"m{n}", "message", sender, f"<message>{n}</message>")
+            posts.append(defer.Deferred.fromCoroutine(store.post_message("c1", message, dedupe=True)))
+        await defer.gatherResults(posts)
+        page = await first.query_archive("c1", ArchiveQuery(limit=100))
+        self.assertEqual(sorted(i.stanza_id for i in page.items), sorted(f"m{n}" for n in range(40)))
+        ids = [int(i.archive_id) for i in page.items]
+        stamps = [i.timestamp for i in page.items]
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual(stamps, sorted(stamps))
+
+    async def test_retried_id_is_archived_once_by_two_writers(self) -> None:
+        """The same client id posted through two processes at once is archived once; the other is a retry."""
+        first, second = await self.open(), await self.open()
+        await first.create_room(Room("c2", "n", "", "v1", (("a@x", "owner"),)), None)
+        message = NewArchiveItem("same", "message", "a@x", "<message/>")
+        results = await defer.gatherResults(
+            [defer.Deferred.fromCoroutine(s.post_message("c2", message, dedupe=True)) for s in (first, second) * 3]
+        )
+        self.assertEqual(sorted(r.retry for r in results), [False] + [True] * 5)
+        self.assertEqual((await first.query_archive("c2", ArchiveQuery())).count, 1)
+
+    async def test_message_racing_a_removal_is_refused(self) -> None:
+        """A message from an occupant whose removal is being committed waits for the room's lock and is
+        refused once the removal commits, not archived."""
+        import psycopg2
+
+        store = await self.open()
+        await store.create_room(Room("c3", "n", "", "v1", (("a@x", "owner"), ("b@x", "member"))), None)
+        remover = psycopg2.connect(self._url)
+        self.addCleanup(remover.close)
+        cursor = remover.cursor()
+        cursor.execute("SELECT 1 FROM rooms WHERE room_id = 'c3' FOR UPDATE")
+        cursor.execute("DELETE FROM affiliations WHERE room_id = 'c3' AND user_jid = 'b@x'")
+        posting = defer.Deferred.fromCoroutine(store.post_message("c3", item("late", "b@x"), dedupe=False))
+        await task.deferLater(reactor, 0.5, lambda: None)
+        self.assertFalse(posting.called)  # waiting for the room's lock
+        remover.commit()
+        with self.assertRaises(NotOccupant):
+            await posting
+        self.assertEqual((await store.query_archive("c3", ArchiveQuery())).count, 0)
+
+    async def test_processes_starting_together_migrate_once(self) -> None:
+        """Several stores opening one fresh database at once all start, and the schema is migrated once."""
+        stores = [open_store(self.url(), reactor) for _ in range(4)]
+        for store in stores:
+            self.addCleanup(store.close)
+        await defer.gatherResults([defer.Deferred.fromCoroutine(store.start()) for store in stores])
+        import psycopg2
+
+        connection = psycopg2.connect(self._url)
+        self.addCleanup(connection.close)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT version FROM schema_version ORDER BY version")
+            self.assertEqual([row[0] for row in cursor.fetchall()], list(range(1, len(MIGRATIONS) + 1)))

@@ -42,6 +42,8 @@ class MemoryStore(Store):
         self.denied: dict[str, list[tuple[str, str]]] = {}
         # update_room raises VersionConflict this many times first (another process won).
         self.conflicts = 0
+        # The occupants' available resources as stored, in the order they were recorded.
+        self.available: dict[str, None] = {}
 
     async def get_room(self, room_id: str) -> Room | None:
         return self.rooms.get(room_id)
@@ -91,6 +93,14 @@ class MemoryStore(Store):
 
     def is_archive_id(self, text: str) -> bool:
         return text.isdigit()
+
+    async def set_available(self, full_jid: str, available: bool) -> None:
+        self.available.pop(full_jid, None)
+        if available:
+            self.available[full_jid] = None
+
+    async def available_resources(self, max_age: float) -> list[str]:
+        return list(self.available)
 
     async def blocking_list(self, user: str) -> list[tuple[str, str]]:
         return sorted(self.denied.get(user, []))

@@ -39,7 +39,7 @@ class ParseTests(unittest.TestCase):
         config = load_config(path, {})
         with open(path) as f:
             text = f.read()
-        for section in ("http", "xmpp", "muclight", "storage", "throttle"):
+        for section in ("http", "xmpp", "muclight", "storage", "throttle", "cluster"):
             self.assertIn(f"[{section}]", text)
             for key in getattr(config, section).__dataclass_fields__:
                 self.assertRegex(text, rf"(?m)^{key} = ", f"{section}.{key} is not in etc/bridge.toml")
@@ -74,6 +74,16 @@ class ParseTests(unittest.TestCase):
         self.assertConfigError(
             '[storage]\nurl = "mysql://x"', "storage.url: expected sqlite:///path or postgresql://..."
         )
+
+    def test_cluster_node(self) -> None:
+        """cluster.node defaults to "" (the only process), takes a sane name, and names the key on a bad one."""
+        self.assertEqual(parse_config("", {}).cluster.node, "")
+        self.assertEqual(parse_config('[cluster]\nnode = "bridge-1.eu"', {}).cluster.node, "bridge-1.eu")
+        message = "cluster.node: expected at most 63 characters of [A-Za-z0-9._-]"
+        for bad in ("a b", "x" * 64, "n\u00e9", "a/b"):
+            self.assertConfigError(f"[cluster]\nnode = {bad!r}", message)
+        self.assertConfigError("[cluster]\nnode = 1", "cluster.node: expected a string")
+        self.assertConfigError("[cluster]\nname = 'x'", "cluster.name: unknown key")
 
     def test_integers_are_accepted_for_numbers(self) -> None:
         """A whole number is fine where seconds are expected."""

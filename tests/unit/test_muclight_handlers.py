@@ -15,6 +15,7 @@ from twisted.words.xish import domish
 
 from bridge.muclight.handlers import HANDLERS
 from bridge.muclight.handlers.base import MucLightHandler
+from bridge.muclight.presence import MAX_QUEUED
 from bridge.muclight.rooms import RoomSettings
 from bridge.protocol.muclight import NOT_OCCUPANT
 from bridge.protocol.namespaces import (
@@ -44,7 +45,18 @@ from bridge.xmpp.archive import ArchiveClient
 from bridge.xmpp.errors import NotRoomMember, RoomBadRequest, RoomNotAllowed, RoomNotFound
 from bridge.xmpp.errors import RoomExists as RestRoomExists
 from bridge.xmpp.muclight_client import MucLightClient
-from tests.unit.muclight_stub import ALICE, BOB, KATE, MIKE, ROOM_JID, SERVICE, HandlerTestCase, query
+from tests.unit.muclight_stub import (
+    ALICE,
+    BOB,
+    KATE,
+    MIKE,
+    ROOM_JID,
+    SERVICE,
+    ComponentStub,
+    HandlerTestCase,
+    MemoryStore,
+    query,
+)
 
 
 class DispatchTests(HandlerTestCase):
@@ -320,6 +332,79 @@ class PresenceTests(HandlerTestCase):
         self.component.receive(bounce)
         self.assertEqual(self.component.state.available.resources(MIKE), [])
         self.assertEqual(self.sent, [])
+
+    def test_presence_changes_reach_the_store_in_order(self) -> None:
+        """Available and unavailable presence and a bounce are written to the store in the order they came."""
+        self.presence(f"{MIKE}/phone")
+        self.presence(f"{MIKE}/tablet")
+        self.presence(f"{MIKE}/phone", "unavailable")
+        bounce = domish.Element((None, "message"))
+        bounce["from"], bounce["to"], bounce["type"] = f"{MIKE}/tablet", ROOM_JID, "error"
+        self.component.receive(bounce)
+        self.assertEqual([jid for jid in self.store.available if jid.startswith(MIKE)], [f"{MIKE}/res1"])
+
+    def test_a_new_stream_delivers_to_resources_known_from_the_store(self) -> None:
+        """A component whose stream comes up (a takeover) restores the stored resources and delivers
+        room messages to them without waiting for their presence."""
+        store = MemoryStore()
+        store.rooms["testroom"] = self.store.rooms["testroom"]
+        store.archive["testroom"] = []
+        store.available = {f"{ALICE}/laptop": None, f"{KATE}/phone": None}
+        component = ComponentStub(store)
+        self.assertEqual(component.state.available.resources(ALICE), [f"{ALICE}/laptop"])
+        message = domish.Element((None, "message"))
+        message["from"], message["to"], message["type"], message["id"] = f"{ALICE}/laptop", ROOM_JID, "groupchat", "x"
+        message.addElement("body", content="after takeover")
+        component.receive(message)
+        self.assertEqual(sorted(m["to"] for m in component.sent), [f"{ALICE}/laptop", f"{KATE}/phone"])
+
+    def test_failed_store_writes_are_logged_once_and_delivery_goes_on(self) -> None:
+        """A store that fails presence writes is logged once per outage; the table and deliveries carry on."""
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+
+        async def broken(full_jid: str, available: bool) -> None:
+            raise StoreError("database gone")
+
+        self.store.set_available = broken  # type: ignore[method-assign]
+        self.presence(f"{MIKE}/phone")
+        self.presence(f"{MIKE}/tablet")
+        self.assertEqual(
+            self.component.state.available.resources(MIKE), [f"{MIKE}/res1", f"{MIKE}/phone", f"{MIKE}/tablet"]
+        )
+        self.assertEqual(len([e for e in events if e.get("why") == "database gone"]), 1)
+
+    def test_writes_queued_for_a_store_that_hangs_are_bounded(self) -> None:
+        """While the store does not answer, at most MAX_QUEUED presence writes wait; later ones are dropped."""
+        hung: defer.Deferred[None] = defer.Deferred()
+
+        async def stuck(full_jid: str, available: bool) -> None:
+            await hung
+
+        self.store.set_available = stuck  # type: ignore[method-assign]
+        journal = self.component.state.available._journal
+        assert journal is not None
+        for n in range(MAX_QUEUED + 50):
+            journal.record(f"{MIKE}/r{n}", True)
+        self.assertEqual(len(journal._queue), MAX_QUEUED)
+        hung.callback(None)
+        self.assertEqual(len(journal._queue), 0)
+
+    def test_restore_does_not_revive_what_went_away_meanwhile(self) -> None:
+        """A resource that goes unavailable while the stored table is being loaded stays gone."""
+        loading: defer.Deferred[list[str]] = defer.Deferred()
+
+        async def slow(max_age: float) -> list[str]:
+            return await loading
+
+        self.store.available_resources = slow  # type: ignore[method-assign]
+        table = self.component.state.available
+        restored = table.restore()
+        self.presence(f"{MIKE}/old", "unavailable")
+        loading.callback([f"{MIKE}/old", f"{MIKE}/kept"])
+        self.assertTrue(restored.called)
+        self.assertEqual(table.resources(MIKE), [f"{MIKE}/res1", f"{MIKE}/kept"])
 
     def test_privileges_are_logged_not_answered(self) -> None:
         """The server's XEP-0356 privilege message is logged with what it grants and gets no answer."""

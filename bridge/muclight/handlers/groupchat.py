@@ -21,10 +21,11 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from bridge.muclight.handlers.base import MucLightHandler
+from bridge.muclight.handlers.state import not_occupant
 from bridge.protocol.jid import parse
 from bridge.protocol.namespaces import NS_SID
 from bridge.protocol.xml import to_xml
-from bridge.store import NewArchiveItem
+from bridge.store import NewArchiveItem, NotOccupant
 
 STANZA_NAMESPACES = ("jabber:component:accept", "jabber:client", "jabber:server")
 
@@ -66,11 +67,8 @@ class GroupchatHandler(MucLightHandler):
         await self.state.in_room(room_id, work)
 
     async def _broadcast(self, message: domish.Element, room_id: str, user: str) -> None:
-        room = await self.state.occupied(room_id, user)
         room_jid = self.state.room_jid(room_id)
         client_id = message.getAttribute("id")
-        if client_id and await self.store.archived_message(room_id, client_id, user) is not None:
-            return  # a retry of an archived message: taken, already delivered
         broadcast = domish.Element((None, "message"))
         stanza_id = client_id or uuid.uuid4().hex
         broadcast["from"], broadcast["type"], broadcast["id"] = f"{room_jid}/{user}", "groupchat", stanza_id
@@ -78,10 +76,20 @@ class GroupchatHandler(MucLightHandler):
             if element.uri == NS_SID and element.name == "stanza-id":
                 continue  # only the room stamps its archive ids
             broadcast.addChild(plain(element))
-        item = await self.store.archive_message(room_id, NewArchiveItem(stanza_id, "message", user, to_xml(broadcast)))
-        if item is None:
+        # Membership, the retry check and the archive entry in one store transaction (one
+        # order per room across processes, bridge.store.sql); the occupants delivered to
+        # are the room's as of that transaction.
+        try:
+            posted = await self.store.post_message(
+                room_id, NewArchiveItem(stanza_id, "message", user, to_xml(broadcast)), dedupe=bool(client_id)
+            )
+        except NotOccupant:
+            raise not_occupant() from None
+        if posted is None:
             raise StanzaError("item-not-found")
+        if posted.retry:
+            return  # a retry of an archived message: taken, already delivered
         sid = broadcast.addElement((NS_SID, "stanza-id"))
-        sid["id"], sid["by"] = item.archive_id, room_jid
-        for jid in room.occupants:
+        sid["id"], sid["by"] = posted.item.archive_id, room_jid
+        for jid in posted.room.occupants:
             self.deliver(jid, broadcast)

@@ -1,7 +1,7 @@
 """The occupants' available resources, learnt from what the server sends the component
 (``bridge.muclight.presence`` says from which sources), and XEP-0356 privileges.
 
-Presence of any kind updates the table; a message error from a full JID (a delivery that
+Presence of any kind updates the table (and, through it, the store); a message error from a full JID (a delivery that
 bounced) removes that resource; a ``<privilege xmlns='urn:xmpp:privilege:2'>`` message
 from the server is logged, so an admin can see what was granted.
 """
@@ -23,6 +23,9 @@ class PresenceHandler(MucLightHandler):
     def connectionInitialized(self) -> None:
         self.xmlstream.addObserver("/presence", self._on_presence)
         self.xmlstream.addObserver("/message", self._on_message)
+        # Who was online before this stream (another process's, or this one's before a
+        # restart): kept in the store, merged with what the server sends from now on.
+        self.available.restore()
 
     def _on_presence(self, presence: domish.Element) -> None:
         presence.handled = True  # type: ignore[attr-defined]

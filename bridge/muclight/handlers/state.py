@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.xish import domish
 
-from bridge.muclight.presence import AvailableResources
+from bridge.muclight.presence import AvailableResources, PresenceJournal
 from bridge.muclight.rooms import RoomSettings, new_version
 from bridge.protocol.muclight import NOT_OCCUPANT
 from bridge.protocol.namespaces import NS_BRIDGE_ERRORS
@@ -38,7 +38,7 @@ class ServiceState:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self.available = AvailableResources()
+        self.available = AvailableResources(PresenceJournal(store))
         self._locks: dict[str, defer.DeferredLock] = {}
         # Stanzas being handled, so tests and shutdown can wait for them.
         self.pending: set[defer.Deferred[None]] = set()
