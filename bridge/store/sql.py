@@ -152,6 +152,12 @@ class SqlStore(Store):
             # First, before even the CREATE ... IF NOT EXISTS: two processes creating the
             # table at once collide in PostgreSQL's catalog (a unique violation on pg_type).
             cursor.execute("SELECT pg_advisory_xact_lock(73160514)")
+        else:
+            # Python's sqlite3 opens no transaction before DDL: without this, two processes
+            # starting on a new file both create the tables ("table rooms already exists"),
+            # and a crash mid-migration would leave half a schema. IMMEDIATE takes the write
+            # lock now; the other process waits for it (busy_timeout) and finds the schema.
+            cursor.execute("BEGIN IMMEDIATE")
         cursor.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         cursor.execute("SELECT MAX(version) FROM schema_version")
         current = cursor.fetchone()[0] or 0

@@ -234,6 +234,17 @@ class SqliteStoreTests(StoreTests, unittest.TestCase):
         self.assertEqual(connection.execute("SELECT MAX(version) FROM schema_version").fetchone()[0], len(MIGRATIONS))
         connection.close()
 
+    async def test_processes_starting_together_on_a_new_file_migrate_once(self) -> None:
+        """Several stores opening one new SQLite file at once all start, and the schema is migrated once."""
+        stores = [open_store(self.url(), reactor) for _ in range(4)]
+        for store in stores:
+            self.addCleanup(store.close)
+        await defer.gatherResults([defer.Deferred.fromCoroutine(store.start()) for store in stores])
+        connection = sqlite3.connect(self._path)
+        self.addCleanup(connection.close)
+        versions = connection.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+        self.assertEqual([row[0] for row in versions], list(range(1, len(MIGRATIONS) + 1)))
+
     async def test_version_1_file_migrates_to_the_stanza_id_index(self) -> None:
         """A file at schema version 1 keeps its archive and gains the (room_id, stanza_id) index on start."""
         import os
