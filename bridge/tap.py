@@ -44,7 +44,7 @@ from bridge.xmpp.archive import ArchiveClient
 from bridge.xmpp.capabilities import CapabilityCheck
 from bridge.xmpp.muclight_client import MucLightClient
 from bridge.xmpp.pool import SessionPool
-from bridge.xmpp.presence import PresenceTracker
+from bridge.xmpp.presence import PresenceTracker, ServicePresence
 from bridge.xmpp.roster import RosterClient
 from bridge.xmpp.session import ConnectSettings, Session
 
@@ -117,13 +117,15 @@ def attach_handlers(session: Session) -> None:
     Attached before any presence goes out, so the roster handler sees the subscription
     requests the server re-sends then (``bridge.xmpp.roster``) and the presence tracker
     every contact presence the server sends a newly available session
-    (``bridge.xmpp.presence``). Live events are attached by the event hub when the
-    session's first stream opens (``bridge.events``).
+    (``bridge.xmpp.presence``), and directed presence a service bounces is sent again
+    (``ServicePresence``). Live events are attached by the event hub when the session's
+    first stream opens (``bridge.events``).
     """
     archive = session.attach(ArchiveClient())
     session.attach(RosterClient())
     session.attach(MucLightClient(archive))
     session.attach(PresenceTracker())
+    session.attach(ServicePresence())
 
 
 def _endpoint(reactor: Any, description: str, key: str) -> Any:

@@ -12,6 +12,13 @@ presence. The session keeps it while it lives: the idle timeout (``xmpp.idle_tim
 unless a stream holds the session) closes it, and the server then tells the contacts the
 user's resource went unavailable.
 
+A service can bounce that directed presence: its component is down, or moving to another
+bridge process (DESIGN.md, "Several processes"); Prosody answers ``remote-server-timeout``,
+ejabberd ``remote-server-not-found``. The component that comes up would then never learn
+the session, and its streams would miss live room messages. ``ServicePresence`` sends a
+bounced presence again after 1, 2 and 4 s, then every 5 s, for ``RETRY_FOR`` seconds of one
+outage: long enough for a takeover (10 s) and a server restart (rooms back within 20 s).
+
 ``PresenceTracker`` keeps the contacts' current presence as the session received it, for
 ``GET /api/presence``: a session only receives it once it is available (a ``PUT``, a stream,
 or the roster's hidden presence, ``bridge.xmpp.roster``). It is bounded: past
@@ -23,6 +30,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
@@ -42,6 +50,13 @@ log = Logger()
 # Contact resources one session keeps (a roster of thousands, a few devices each).
 MAX_TRACKED = 5000
 
+# Seconds before each new attempt at a bounced directed presence (the last one repeats), and
+# how long one outage is retried; a bounce after a quiet spell longer than FRESH_AFTER
+# begins a new outage.
+RETRY_DELAYS = (1.0, 2.0, 4.0, 5.0)
+RETRY_FOR = 60.0
+FRESH_AFTER = 15.0
+
 
 def presence(priority: int, to: JID | None = None, presence_type: str | None = None) -> domish.Element:
     element = domish.Element((None, "presence"))
@@ -54,13 +69,21 @@ def presence(priority: int, to: JID | None = None, presence_type: str | None = N
     return element
 
 
+def tell_service(session: Session, stanza: domish.Element) -> None:
+    """Send a directed presence to a service, to be sent again if the service bounces it."""
+    announcer = session.find(ServicePresence)
+    if announcer is not None:
+        announcer.sent(stanza)
+    session.send(stanza)
+
+
 def go_available(session: Session, priority: int, services: list[JID]) -> None:
     """Announce ``session`` available (once) and tell ``services`` its full JID."""
     if session.available:
         return
     session.send(presence(priority))
     for service in services:
-        session.send(presence(priority, to=service))
+        tell_service(session, presence(priority, to=service))
     session.available = True
 
 
@@ -74,9 +97,55 @@ async def set_presence(session: Session, info: PresenceInfo, services: list[JID]
     session.send(build_presence(info))
     if first:
         for service in services:
-            session.send(build_presence(info, to=service))
+            tell_service(session, build_presence(info, to=service))
     session.available = True
     await session.round_trip()
+
+
+class ServicePresence(XMPPHandler):
+    """Sends a service's bounced directed presence again (see the module docstring)."""
+
+    parent: Session
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sent: dict[str, domish.Element] = {}  # service JID -> the last presence it was sent
+        # service JID -> (first bounce of this outage, last bounce, attempts, the pending re-send)
+        self._outages: dict[str, tuple[float, float, int, IDelayedCall | None]] = {}
+
+    def sent(self, stanza: domish.Element) -> None:
+        self._sent[stanza["to"]] = stanza
+
+    def connectionInitialized(self) -> None:
+        self.xmlstream.addObserver("/presence[@type='error']", self._bounced)
+
+    def connectionLost(self, reason: object) -> None:
+        for _, _, _, pending in self._outages.values():
+            if pending is not None and pending.active():
+                pending.cancel()
+        self._outages.clear()
+        super().connectionLost(reason)
+
+    def _bounced(self, stanza: domish.Element) -> None:
+        service = stanza.getAttribute("from")
+        if service not in self._sent or not self.parent.available:
+            return
+        clock = self.parent._reactor
+        now = clock.seconds()
+        first, last, attempts, pending = self._outages.get(service, (now, now, 0, None))
+        if pending is not None and pending.active():
+            return
+        if now - last > FRESH_AFTER:
+            first, attempts = now, 0
+        if now - first > RETRY_FOR:
+            return
+        delay = RETRY_DELAYS[min(attempts, len(RETRY_DELAYS) - 1)]
+        pending = clock.callLater(delay, self._again, service)
+        self._outages[service] = (first, now, attempts + 1, pending)
+
+    def _again(self, service: str) -> None:
+        if self.parent.alive and self.parent.available:
+            self.parent.send(self._sent[service])
 
 
 class PresenceTracker(XMPPHandler):

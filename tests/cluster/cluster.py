@@ -20,9 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.servers.fixture import SERVERS, XmppServer, server_class
+from tests.servers.fixture import XmppServer, server_class
 from tests.servers.postgres import fresh_database, postgres_url
-from tests.servers.prosody import ProsodyServer
 from tests.servers.server import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +31,7 @@ TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 def cluster_server() -> XmppServer:
     """A fresh XMPP server of the kind ``BRIDGE_TEST_SERVER`` names, started."""
     kind = server_class()
-    server: XmppServer = ProsodyServer(privileges=False) if kind is SERVERS["prosody"] else kind()
+    server: XmppServer = kind(privileges=False)
     server.start()
     return server
 

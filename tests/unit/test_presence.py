@@ -20,7 +20,7 @@ from bridge.protocol.presence import (
     received_presence,
 )
 from bridge.xmpp.events import SessionEvents
-from bridge.xmpp.presence import PresenceTracker, go_available, set_presence
+from bridge.xmpp.presence import RETRY_FOR, PresenceTracker, ServicePresence, go_available, set_presence
 
 OWN = "alice@localhost"
 
@@ -54,6 +54,9 @@ class FakeSession:
 
     def send(self, element: domish.Element) -> None:
         self.sent.append(element)
+
+    def find(self, cls: type) -> None:
+        return None
 
     async def round_trip(self) -> None:
         self.round_trips += 1
@@ -279,3 +282,76 @@ class EventTests(unittest.TestCase):
                 ("presence", {"from": "bob@localhost/phone", "type": "unavailable"}),
             ],
         )
+
+
+SERVICE = "muclight.localhost"
+
+
+class ServicePresenceTests(unittest.TestCase):
+    """A directed presence the service bounced (its component down or moving) is sent again."""
+
+    def setUp(self) -> None:
+        from tests.unit.test_roster import Wire
+
+        self.wire = Wire()
+        self.wire.session.attach(ServicePresence())
+        go_available(self.wire.session, -1, [JID(SERVICE)])
+        self.wire.clock.advance(0)
+        self.wire.sent()
+
+    def bounce(self) -> None:
+        self.wire.receive(
+            f"<presence type='error' from='{SERVICE}' to='{OWN}/rest-1'><error type='wait'>"
+            "<remote-server-timeout xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"
+        )
+
+    def resent_after(self, seconds: float) -> list[domish.Element]:
+        self.wire.clock.advance(seconds)
+        return [e for e in self.wire.sent() if e.name == "presence" and e.getAttribute("to") == SERVICE]
+
+    def test_bounced_presence_is_sent_again_with_backoff(self) -> None:
+        """Each bounce brings the same directed presence back after 1, 2, 4, then 5 s."""
+        for delay in (1.0, 2.0, 4.0, 5.0, 5.0):
+            self.bounce()
+            self.assertEqual(self.resent_after(delay - 0.01), [])
+            again = self.resent_after(0.01)
+            self.assertEqual(len(again), 1)
+            self.assertEqual(str(again[0].priority), "-1")
+
+    def test_one_outage_is_retried_for_a_bounded_time(self) -> None:
+        """A service that keeps bouncing is told again for RETRY_FOR seconds, then no more."""
+        attempts = 0
+        for _ in range(100):
+            self.bounce()
+            again = self.resent_after(5.0)
+            if not again:
+                break
+            attempts += 1
+        self.assertGreater(attempts, 5)
+        self.assertLessEqual(attempts, RETRY_FOR / 5 + 4)
+        self.bounce()
+        self.assertEqual(self.resent_after(10.0), [])
+
+    def test_a_new_outage_starts_afresh(self) -> None:
+        """After a quiet spell a bounce is retried from the first delay again."""
+        for _ in range(4):
+            self.bounce()
+            self.resent_after(5.0)
+        self.wire.clock.advance(30)
+        self.bounce()
+        self.assertEqual(len(self.resent_after(1.0)), 1)
+
+    def test_other_errors_and_unavailable_sessions_are_left_alone(self) -> None:
+        """A presence error from an entity never told, or on a session no longer available, is not retried."""
+        self.wire.receive(f"<presence type='error' from='bob@localhost' to='{OWN}/rest-1'/>")
+        self.assertEqual(self.resent_after(10.0), [])
+        self.wire.session.available = False
+        self.bounce()
+        self.assertEqual(self.resent_after(10.0), [])
+
+    def test_a_pending_retry_absorbs_more_bounces(self) -> None:
+        """Bounces that arrive while a re-send is pending schedule no second one."""
+        self.bounce()
+        self.bounce()
+        self.assertEqual(len(self.resent_after(1.0)), 1)
+        self.assertEqual(self.resent_after(10.0), [])
