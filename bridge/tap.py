@@ -22,6 +22,7 @@ from bridge.api.contacts import ContactsApi
 from bridge.api.docs import load_spec
 from bridge.api.messages import MessagesApi
 from bridge.api.presence import PresenceApi
+from bridge.api.push import PushApi
 from bridge.api.rooms import RoomsApi
 from bridge.api.root import ApiGroups, BridgeApi
 from bridge.api.sse import SseApi
@@ -35,6 +36,12 @@ from bridge.http.site import BridgeSite, build_site
 from bridge.metrics import BridgeMetrics, MetricsResource, MetricsSite
 from bridge.muclight import build_component
 from bridge.muclight.component import ComponentConnection
+from bridge.muclight.handlers.state import ServiceState
+from bridge.muclight.rooms import RoomSettings
+from bridge.push.appserver import PushPublishHandler
+from bridge.push.client import WebhookClient
+from bridge.push.registry import PushRegistry
+from bridge.push.worker import PushWorker
 from bridge.rlimit import raise_open_files_limit
 from bridge.shutdown import DrainingHttpService, StagedService
 from bridge.store import StoreService, open_store
@@ -83,6 +90,9 @@ class BridgeParts:
     metrics_http: StreamServerEndpointService | None = None
     # The MUC Light component (None when muclight.component is false).
     component: ComponentConnection | None = None
+    # Offline push (None unless push.enabled): webhooks and the delivery queue's worker.
+    push: PushRegistry | None = None
+    push_worker: PushWorker | None = None
 
 
 def connect_settings(config: Config) -> ConnectSettings:
@@ -161,6 +171,7 @@ def build_http(
     tokens: StreamTokens,
     readiness: Readiness,
     metrics: BridgeMetrics | None = None,
+    push: PushRegistry | None = None,
 ) -> HttpParts:
     """The REST site over ``pool``: authentication, the resource groups and the HTTP edge.
 
@@ -177,6 +188,7 @@ def build_http(
         rooms=RoomsApi(auth, config.muclight.service),
         presence=PresenceApi(auth, config.muclight.service, config.sse.priority),
         uploads=UploadsApi(auth, reactor),
+        push=PushApi(auth, push),
     )
     limits = RequestLimits(reactor, config.limits, pool, throttle)
     site = build_site(
@@ -200,6 +212,35 @@ def build_rooms(config: Config, reactor: Any, root: service.MultiService) -> tup
     component = build_component(config.muclight, store.store, reactor)
     component.setServiceParent(root)
     return store, component
+
+
+@dataclass
+class PushParts:
+    registry: PushRegistry
+    worker: PushWorker
+
+
+def build_push(
+    config: Config, reactor: Any, root: service.MultiService, rooms: tuple[StoreService, ComponentConnection],
+    metrics: BridgeMetrics,
+) -> PushParts:
+    """Offline push: the registry the REST side uses, the publish handler on the component
+    (the app server's XMPP side) and the worker that drains the queue, started under ``root``."""
+    store, component = rooms[0].store, rooms[1]
+    service_jid = config.push.service_for(config.muclight)
+    registry = PushRegistry(store, config.push, service_jid)
+    client = WebhookClient(reactor, config.push)
+    worker = PushWorker(store, client, reactor, on_gone=registry.gone, count=metrics.push_delivery)
+    worker.setServiceParent(root)
+    # A state of its own: the handler needs only the service JID, the store and tracking.
+    state = ServiceState(config.muclight.service, store, RoomSettings(False, False, 1), reactor)
+    PushPublishHandler(state, worker.wake).setHandlerParent(component)
+
+    def oldest_age() -> float:
+        return 0.0 if worker.oldest_ms is None else max(0.0, reactor.seconds() - worker.oldest_ms / 1000)
+
+    metrics.watch_push_queue(lambda: float(worker.depth), oldest_age)
+    return PushParts(registry, worker)
 
 
 def build_readiness(
@@ -236,6 +277,9 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
     capabilities = CapabilityCheck()
     pool.session_opened.append(capabilities.session_opened)
     pool.session_opened.append(attach_handlers)
+    push = build_push(config, reactor, root, rooms, metrics) if config.push.enabled and rooms is not None else None
+    if push is not None:
+        pool.session_opened.append(push.registry.session_opened)
     # Added after the pool, so stopped before it: streams end with "shutdown", not "session_ended".
     sse = config.sse
     replay = ReplayLimits(sse.replay_events, sse.replay_seconds, sse.replay_bytes)
@@ -244,7 +288,7 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
     tokens = StreamTokens(reactor, pool, config.sse.token_lifetime)
     tokens.setServiceParent(root)
     readiness = build_readiness(config, reactor, pool, rooms)
-    edge = build_http(config, reactor, pool, events, tokens, readiness, metrics)
+    edge = build_http(config, reactor, pool, events, tokens, readiness, metrics, push.registry if push else None)
     metrics.watch_streams(lambda: edge.streams.open_streams)
     readiness.site = edge.site
     endpoint = _endpoint(reactor, with_backlog(config.http.endpoint, config.http.backlog), "http.endpoint")
@@ -265,6 +309,8 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
         readiness=readiness,
         metrics_http=metrics_http,
         component=component,
+        push=push.registry if push else None,
+        push_worker=push.worker if push else None,
     )
 
 
