@@ -36,11 +36,11 @@ from bridge.http.site import BridgeSite, build_site
 from bridge.metrics import BridgeMetrics, MetricsResource, MetricsSite
 from bridge.muclight import build_component
 from bridge.muclight.component import ComponentConnection
-from bridge.muclight.handlers.state import ServiceState
-from bridge.muclight.rooms import RoomSettings
+from bridge.muclight.handlers.base import MucLightHandler
 from bridge.push.appserver import PushPublishHandler
 from bridge.push.client import WebhookClient
 from bridge.push.registry import PushRegistry
+from bridge.push.rooms import RoomNotifier
 from bridge.push.worker import PushWorker
 from bridge.rlimit import raise_open_files_limit
 from bridge.shutdown import DrainingHttpService, StagedService
@@ -232,8 +232,9 @@ def build_push(
     client = WebhookClient(reactor, config.push)
     worker = PushWorker(store, client, reactor, on_gone=registry.gone, count=metrics.push_delivery)
     worker.setServiceParent(root)
-    # A state of its own: the handler needs only the service JID, the store and tracking.
-    state = ServiceState(config.muclight.service, store, RoomSettings(False, False, 1), reactor)
+    # The MUC Light handlers' shared state: room messages tell offline occupants' webhooks.
+    state = next(handler.state for handler in component if isinstance(handler, MucLightHandler))
+    state.offline_hooks.append(RoomNotifier(store, worker.wake, state.track))
     PushPublishHandler(state, worker.wake).setHandlerParent(component)
 
     def oldest_age() -> float:

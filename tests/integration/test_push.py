@@ -64,6 +64,27 @@ class PushTests(BridgeTestCase):
         self.assertEqual(data["body"], "wake up")
         self.assertEqual(JID(data["from"]).userhost(), bob[0])
 
+    async def test_room_message_for_offline_occupant_is_pushed(self) -> None:
+        """A room message reaches an offline occupant's webhook (queued by the component) with the room id."""
+        alice, bob = self.new_user("alice"), self.new_user("bob")
+        receiver, url = await self.receiver()
+        webhook = await self.register(alice, url)
+        created = await self.call("POST", "/api/rooms", bob, {"name": "team", "subject": "s"})
+        self.assertEqual(created.code, 201, created)
+        room = created.json["id"]
+        added = await self.call("POST", f"/api/rooms/{room}/users", bob, {"user": alice[0]})
+        self.assertEqual(added.code, 204, added)
+        await self.go_offline(alice)
+        sent = await self.call("POST", f"/api/rooms/{room}/messages", bob, {"body": "room news"})
+        self.assertEqual(sent.code, 200, sent)
+        await receiver.wait_for(1, 2.0)
+        got = receiver.received[0]
+        self.assertTrue(verify(got.body, webhook["secret"], got.signature or ""), got)
+        self.assertEqual(
+            got.json,
+            {"user": alice[0], "id": webhook["id"], "count": 1, "from": bob[0], "body": "room news", "room": room},
+        )
+
     async def test_webhook_failing_three_times_gets_it_once(self) -> None:
         """A receiver answering 500 three times and then 200 gets the notification delivered exactly once."""
         alice, bob = self.new_user("alice"), self.new_user("bob")
