@@ -477,13 +477,18 @@ class SqlStore(Store):
             (now, now, limit),
         ).fetchall()
         until = now + int(lease * 1000)
+        claimed = []
         for row in rows:
+            # Conditional, so that a row another process leased since the SELECT is not
+            # taken (SQLite: Python's sqlite3 opens the transaction only at this UPDATE).
             self._exec(
                 cursor,
-                "UPDATE push_queue SET lease_until_ms = ?, lease_owner = ? WHERE delivery_id = ?",
-                (until, owner, row[0]),
+                "UPDATE push_queue SET lease_until_ms = ?, lease_owner = ? WHERE delivery_id = ? AND lease_until_ms <= ?",
+                (until, owner, row[0], now),
             )
-        return [PendingPush(row[0], self._webhook(row[4:]), row[1], row[2], row[3]) for row in rows]
+            if cursor.rowcount == 1:
+                claimed.append(PendingPush(row[0], self._webhook(row[4:]), row[1], row[2], row[3]))
+        return claimed
 
     async def claim_push(self, owner: str, lease: float, limit: int) -> list[PendingPush]:
         return await self._run(self._claim_push, owner, lease, limit)
