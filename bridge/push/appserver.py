@@ -40,7 +40,7 @@ class PushPublishHandler(MucLightHandler):
         if webhook is None or webhook.gone:
             raise StanzaError("item-not-found")
         user_domain = webhook.user.split("@", 1)[-1]
-        from_server = sender.user is None and sender.host == user_domain
+        from_server = sender.user is None and sender.host == user_domain and not sender.resource
         from_account = sender.user is not None and sender.userhost() == webhook.user and not sender.resource
         if not (from_server or from_account):
             raise StanzaError("item-not-found")

@@ -64,6 +64,7 @@ class PushWorker(Service):
         self._draining = False
         self._again = False
         self._work: set[defer.Deferred[None]] = set()
+        self._retries: set[IDelayedCall] = set()
 
     # -- scheduling
 
@@ -76,12 +77,17 @@ class PushWorker(Service):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        for retry in self._retries:
+            if retry.active():
+                retry.cancel()
+        self._retries.clear()
         # In-flight deliveries end by their own timeouts; a row not settled by then is
         # claimed again once its lease runs out (at-least-once across a stop).
         return defer.DeferredList(list(self._work))
 
     def wake(self) -> None:
         """Look at the queue now (a notification was queued, or a delivery ended)."""
+        self._retries = {retry for retry in self._retries if retry.active()}
         if not self.running:
             return
         if self._draining:
@@ -160,8 +166,11 @@ class PushWorker(Service):
             log.warn("Push to webhook {id} of {user} refused: {why}", id=webhook.webhook_id, user=webhook.user,
                      why=why)
         else:
-            due = self.clock.seconds() + retry_delay(pending.attempts, self.rand)
+            delay = retry_delay(pending.attempts, self.rand)
+            due = self.clock.seconds() + delay
             await self.store.retry_push(pending.delivery_id, due)
+            # On time, not at the next poll (another process may take it first: also fine).
+            self._retries.add(self.clock.callLater(delay, self.wake))
             log.info("Push to webhook {id} failed ({why}); attempt {n} in {delay:.1f} s", id=webhook.webhook_id,
                      why=why, n=pending.attempts + 2, delay=due - self.clock.seconds())
             self.count("retried")
