@@ -47,6 +47,13 @@ class MemoryPushStore(MemoryStore):
     async def webhook_by_node(self, node: str) -> Webhook | None:
         return next((w for w in self.webhooks.values() if w.node == node), None)
 
+    async def remove_webhook(self, user: str, webhook_id: str) -> Webhook | None:
+        found = self.webhooks.get(webhook_id)
+        if found is None or found.user != user:
+            return None
+        del self.webhooks[webhook_id]
+        return found
+
     async def webhook_gone(self, webhook_id: str) -> None:
         old = self.webhooks[webhook_id]
         self.webhooks[webhook_id] = Webhook(old.webhook_id, old.user, old.url, old.secret, old.node, 0, True)
