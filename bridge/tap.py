@@ -221,7 +221,10 @@ class PushParts:
 
 
 def build_push(
-    config: Config, reactor: Any, root: service.MultiService, rooms: tuple[StoreService, ComponentConnection],
+    config: Config,
+    reactor: Any,
+    root: service.MultiService,
+    rooms: tuple[StoreService, ComponentConnection],
     metrics: BridgeMetrics,
 ) -> PushParts:
     """Offline push: the registry the REST side uses, the publish handler on the component

@@ -19,13 +19,13 @@ from typing import Any
 
 from twisted.internet import defer, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
 from twisted.web.http_headers import Headers
-from zope.interface import implementer
 from twisted.web.iweb import IAgentEndpointFactory
-from twisted.internet.interfaces import IStreamClientEndpoint
+from zope.interface import implementer
 
 from bridge import __version__
 from bridge.config import PushConfig
@@ -45,7 +45,7 @@ class AddressRefused(Exception):
 
 
 def _resolve(host: str, port: int) -> list[str]:
-    return sorted({info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
+    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
 
 
 @implementer(IStreamClientEndpoint)

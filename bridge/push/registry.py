@@ -65,8 +65,12 @@ class PushRegistry:
         except BaseException:
             await self.store.remove_webhook(webhook.user, webhook.webhook_id)
             raise
-        log.info("Push enabled for {user}: webhook {id} on {host}", user=webhook.user, id=webhook.webhook_id,
-                 host=checked.host)
+        log.info(
+            "Push enabled for {user}: webhook {id} on {host}",
+            user=webhook.user,
+            id=webhook.webhook_id,
+            host=checked.host,
+        )
         return webhook
 
     async def webhooks(self, user: str) -> list[Webhook]:
@@ -86,8 +90,12 @@ class PushRegistry:
             await disable_push(session, self.service, webhook.node)
         except (StanzaError, XmppError) as e:
             # Not fatal: the server's next publish for the node gets item-not-found.
-            log.warn("Disabling push for webhook {id} of {user} failed: {why}", id=webhook.webhook_id,
-                     user=webhook.user, why=str(e) or type(e).__name__)
+            log.warn(
+                "Disabling push for webhook {id} of {user} failed: {why}",
+                id=webhook.webhook_id,
+                user=webhook.user,
+                why=str(e) or type(e).__name__,
+            )
 
     def gone(self, webhook: Webhook) -> None:
         """The webhook answered 410 (and is marked gone): disable push now if she is connected here."""
@@ -99,8 +107,11 @@ class PushRegistry:
         for webhook in webhooks:
             await self._disable(session, webhook)
             await self.store.remove_webhook(webhook.user, webhook.webhook_id)
-            log.info("Webhook {id} of {user} answered 410 Gone: removed, push disabled", id=webhook.webhook_id,
-                     user=webhook.user)
+            log.info(
+                "Webhook {id} of {user} answered 410 Gone: removed, push disabled",
+                id=webhook.webhook_id,
+                user=webhook.user,
+            )
 
     def session_opened(self, session: Any) -> None:
         """A ``SessionPool.session_opened`` hook: track it, and finish what 410 answers left to do."""
@@ -108,8 +119,7 @@ class PushRegistry:
         self._live[user] = session
         session.ended.addBoth(lambda _: self._live.pop(user, None) if self._live.get(user) is session else None)
         defer.Deferred.fromCoroutine(self._catch_up(session)).addErrback(
-            lambda failure: log.warn("Push clean-up for {user} failed: {why}", user=user,
-                                     why=failure.getErrorMessage())
+            lambda failure: log.warn("Push clean-up for {user} failed: {why}", user=user, why=failure.getErrorMessage())
         )
 
     async def _catch_up(self, session: Any) -> None:

@@ -152,8 +152,11 @@ class PushWorker(Service):
         if expired(pending.created_ms / 1000, now):
             await self.store.finish_push(pending.delivery_id)
             self.count("dropped")
-            log.warn("Push to webhook {id} of {user} dropped after 24 h of failures", id=webhook.webhook_id,
-                     user=webhook.user)
+            log.warn(
+                "Push to webhook {id} of {user} dropped after 24 h of failures",
+                id=webhook.webhook_id,
+                user=webhook.user,
+            )
             return
         outcome, why = await self.client.post(webhook.url, pending.payload.encode(), webhook.secret)
         if outcome is Outcome.DELIVERED:
@@ -163,16 +166,20 @@ class PushWorker(Service):
             self.on_gone(webhook)
         elif outcome is Outcome.REFUSED:
             await self.store.finish_push(pending.delivery_id)
-            log.warn("Push to webhook {id} of {user} refused: {why}", id=webhook.webhook_id, user=webhook.user,
-                     why=why)
+            log.warn("Push to webhook {id} of {user} refused: {why}", id=webhook.webhook_id, user=webhook.user, why=why)
         else:
             delay = retry_delay(pending.attempts, self.rand)
             due = self.clock.seconds() + delay
             await self.store.retry_push(pending.delivery_id, due)
             # On time, not at the next poll (another process may take it first: also fine).
             self._retries.add(self.clock.callLater(delay, self.wake))
-            log.info("Push to webhook {id} failed ({why}); attempt {n} in {delay:.1f} s", id=webhook.webhook_id,
-                     why=why, n=pending.attempts + 2, delay=due - self.clock.seconds())
+            log.info(
+                "Push to webhook {id} failed ({why}); attempt {n} in {delay:.1f} s",
+                id=webhook.webhook_id,
+                why=why,
+                n=pending.attempts + 2,
+                delay=due - self.clock.seconds(),
+            )
             self.count("retried")
             return
         self.count(outcome.value)

@@ -483,7 +483,8 @@ class SqlStore(Store):
             # taken (SQLite: Python's sqlite3 opens the transaction only at this UPDATE).
             self._exec(
                 cursor,
-                "UPDATE push_queue SET lease_until_ms = ?, lease_owner = ? WHERE delivery_id = ? AND lease_until_ms <= ?",
+                "UPDATE push_queue SET lease_until_ms = ?, lease_owner = ? "
+                "WHERE delivery_id = ? AND lease_until_ms <= ?",
                 (until, owner, row[0], now),
             )
             if cursor.rowcount == 1:

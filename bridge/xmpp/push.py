@@ -24,7 +24,7 @@ async def server_has_push(session: Any) -> bool:
         features = await discover(session)
     except defer.FirstError as e:
         # One of the two disco round trips failed (a timeout, the stream ended): that error.
-        raise e.subFailure.value from None
+        e.subFailure.raiseException()
     return NS_PUSH in features.features
 
 

@@ -125,7 +125,7 @@ class PushTests(BridgeTestCase):
         self.assertEqual(receiver.attempts, 0)
 
     async def test_gone_webhook_is_removed_and_push_disabled(self) -> None:
-        """A 410 Gone answer marks the webhook gone; at her next session it is removed and push disabled on the server."""
+        """A 410 Gone marks the webhook gone; her next session removes it and disables push on the server."""
         alice, bob = self.new_user("alice"), self.new_user("bob")
         receiver, url = await self.receiver()
         receiver.statuses = [410]
@@ -154,6 +154,3 @@ class PushDisabledTests(BridgeTestCase):
         alice = self.new_user("alice")
         reply = await self.call("POST", "/api/push", alice, {"url": "http://127.0.0.1/hook"})
         self.assertEqual((reply.code, reply.json), (404, "Push notifications are not enabled"), reply)
-
-
-

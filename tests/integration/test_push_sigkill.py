@@ -28,7 +28,10 @@ class PushSigkillTests(unittest.TestCase):
         with open(log, "ab") as output:
             process = subprocess.Popen(
                 [*TWISTD, "-n", "--pidfile=", "bridge", "--config", str(config)],
-                cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
             )
         self.addCleanup(lambda: process.poll() is None and (process.kill(), process.wait()))
         return process
@@ -83,7 +86,9 @@ class PushSigkillTests(unittest.TestCase):
         receiver.statuses = []
         attempts = receiver.attempts
         self.start(config, log)
-        self.wait(lambda: len(receiver.received) >= 1, 30, "not delivered after the restart:\n" + log.read_text()[-3000:])
+        self.wait(
+            lambda: len(receiver.received) >= 1, 30, "not delivered after the restart:\n" + log.read_text()[-3000:]
+        )
         self.assertGreater(receiver.attempts, attempts)
         got = receiver.received[0].json
         self.assertEqual((got["user"], got["body"]), (alice[0], "after the crash"))

@@ -6,7 +6,7 @@ disable); what Prosody and ejabberd do is tests/integration/test_push.py's.
 
 from __future__ import annotations
 
-from twisted.logger import globalLogPublisher, formatEvent
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
@@ -54,39 +54,58 @@ class PushTests(RestTestCase):
         return server
 
     async def test_register_list_and_delete(self) -> None:
-        """POST is 201 {id, secret} after enabling push for a fresh node; GET lists it; DELETE is 204 and disables it."""
+        """POST is 201 {id, secret} after enabling push for a fresh node; GET lists it; DELETE 204 disables it."""
         server = self.serve(FakePushServer())
         response, created = await self.request("POST", "/api/push", {"url": "https://hooks.example/a"})
         self.assertEqual(response.code, 201, created)
         self.assertEqual(set(created), {"id", "secret"})
         (stored,) = self.store.webhooks.values()
-        self.assertEqual((stored.webhook_id, stored.secret, stored.user), (created["id"], created["secret"], "alice@localhost"))
+        self.assertEqual(
+            (stored.webhook_id, stored.secret, stored.user), (created["id"], created["secret"], "alice@localhost")
+        )
         self.assertEqual(server.requests, [("enable", {"jid": "muclight.localhost", "node": stored.node})])
-        self.assertAnswer(await self.request("GET", "/api/push"), 200, [{"id": created["id"], "url": "https://hooks.example/a"}])
+        self.assertAnswer(
+            await self.request("GET", "/api/push"), 200, [{"id": created["id"], "url": "https://hooks.example/a"}]
+        )
         self.assertAnswer(await self.request("DELETE", f"/api/push/{created['id']}"), 204)
         self.assertEqual(server.requests[-1], ("disable", {"jid": "muclight.localhost", "node": stored.node}))
         self.assertAnswer(await self.request("GET", "/api/push"), 200, [])
         self.assertAnswer(await self.request("DELETE", f"/api/push/{created['id']}"), 404, "Webhook not found")
 
     async def test_bad_urls_are_400_and_hosts_403(self) -> None:
-        """Missing, malformed or oversized URLs are 400 "Invalid webhook URL"; unlisted hosts 403; nothing is enabled."""
+        """Missing, malformed or oversized URLs are 400 "Invalid webhook URL", unlisted hosts 403; nothing enabled."""
         server = self.serve(FakePushServer())
-        for body in [{}, {"url": None}, {"url": 5}, {"url": ""}, {"url": "ftp://hooks.example/"},
-                     {"url": "http://hooks.example/"}, {"url": "https://hooks.example/" + "a" * 5000},
-                     {"url": {"$ne": 1}}, {"url": ["https://hooks.example/"]}, {"url": "https://a@hooks.example/"}]:
+        for body in [
+            {},
+            {"url": None},
+            {"url": 5},
+            {"url": ""},
+            {"url": "ftp://hooks.example/"},
+            {"url": "http://hooks.example/"},
+            {"url": "https://hooks.example/" + "a" * 5000},
+            {"url": {"$ne": 1}},
+            {"url": ["https://hooks.example/"]},
+            {"url": "https://a@hooks.example/"},
+        ]:
             self.assertAnswer(await self.request("POST", "/api/push", body), 400, "Invalid webhook URL")
-        self.assertAnswer(await self.request("POST", "/api/push", {"url": "https://evil.example/"}), 403,
-                          "Webhook host not allowed")
+        self.assertAnswer(
+            await self.request("POST", "/api/push", {"url": "https://evil.example/"}), 403, "Webhook host not allowed"
+        )
         self.assertAnswer(await self.request("POST", "/api/push", [1, 2]), 400, "Invalid JSON: expected an object")
-        response, _ = await self.request("POST", "/api/push", data=b'{"url": "https://hooks.example/"', headers={"Content-Type": "application/json"})
+        response, _ = await self.request(
+            "POST", "/api/push", data=b'{"url": "https://hooks.example/"', headers={"Content-Type": "application/json"}
+        )
         self.assertEqual(response.code, 400)
         self.assertEqual((server.requests, self.store.webhooks), ([], {}))
 
     async def test_server_without_push_is_501(self) -> None:
         """A server whose disco lacks urn:xmpp:push:0 is 501 with the contract's string; nothing is stored."""
         self.serve(FakePushServer(push=False))
-        self.assertAnswer(await self.request("POST", "/api/push", {"url": "https://hooks.example/"}), 501,
-                          "the XMPP server has no push (XEP-0357)")
+        self.assertAnswer(
+            await self.request("POST", "/api/push", {"url": "https://hooks.example/"}),
+            501,
+            "the XMPP server has no push (XEP-0357)",
+        )
         self.assertEqual(self.store.webhooks, {})
 
     async def test_refused_enable_removes_the_webhook(self) -> None:
@@ -132,7 +151,10 @@ class PushDisabledTests(RestTestCase):
     async def test_disabled_routes_are_404_and_send_nothing(self) -> None:
         """With push off, each route answers 404 "Push notifications are not enabled" and no IQ goes out."""
         session = self.bridge.session()
-        for method, path, body in [("POST", "/api/push", {"url": "https://h/"}), ("GET", "/api/push", None),
-                                   ("DELETE", "/api/push/abc", None)]:
+        for method, path, body in [
+            ("POST", "/api/push", {"url": "https://h/"}),
+            ("GET", "/api/push", None),
+            ("DELETE", "/api/push/abc", None),
+        ]:
             self.assertAnswer(await self.request(method, path, body), 404, "Push notifications are not enabled")
         self.assertEqual(session.iqs, [])

@@ -92,7 +92,11 @@ class PushStoreTests:
         await stores[0].add_webhook(hook, 10)
         await stores[0].enqueue_push([(hook.webhook_id, str(n)) for n in range(60)])
         batches = await defer.gatherResults(
-            [defer.Deferred.fromCoroutine(s.claim_push(f"p{i}-{j}", 60, 7)) for j in range(4) for i, s in enumerate(stores)]
+            [
+                defer.Deferred.fromCoroutine(s.claim_push(f"p{i}-{j}", 60, 7))
+                for j in range(4)
+                for i, s in enumerate(stores)
+            ]
             + [defer.Deferred.fromCoroutine(stores[0].claim_push("last", 60, 60))]
         )
         ids = [p.delivery_id for batch in batches for p in batch]

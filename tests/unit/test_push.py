@@ -64,7 +64,12 @@ class MemoryPushStore(MemoryStore):
         for webhook_id, payload in deliveries:
             self._next += 1
             self.queue[self._next] = {
-                "webhook": webhook_id, "payload": payload, "created": now, "due": now, "attempts": 0, "lease": 0.0
+                "webhook": webhook_id,
+                "payload": payload,
+                "created": now,
+                "due": now,
+                "attempts": 0,
+                "lease": 0.0,
             }
 
     async def claim_push(self, owner: str, lease: float, limit: int) -> list[PendingPush]:
@@ -117,26 +122,57 @@ class UrlTests(unittest.TestCase):
     def test_malformed_urls_are_invalid(self) -> None:
         """Non-strings, other schemes, http to a name or a non-loopback address, user info and junk are InvalidUrl."""
         for url in [
-            None, 5, "", "hooks.example", "ftp://hooks.example/", "http://hooks.example/", "http://10.1.2.3/",
-            "https://user:pw@hooks.example/", "https://hooks.example/#f", "https://hooks.example:99999/",
-            "https://hooks.example:0/", "https:///x", "https://hooks.example/\x00", "https://hooks.example/ a",
-            "https://hooks.éxample/", "https://[::1/", "x" * 3000, ["https://hooks.example/"],
+            None,
+            5,
+            "",
+            "hooks.example",
+            "ftp://hooks.example/",
+            "http://hooks.example/",
+            "http://10.1.2.3/",
+            "https://user:pw@hooks.example/",
+            "https://hooks.example/#f",
+            "https://hooks.example:99999/",
+            "https://hooks.example:0/",
+            "https:///x",
+            "https://hooks.example/\x00",
+            "https://hooks.example/ a",
+            "https://hooks.éxample/",
+            "https://[::1/",
+            "x" * 3000,
+            ["https://hooks.example/"],
         ]:
             with self.assertRaises(InvalidUrl, msg=repr(url)):
                 check_url(url, ALLOWED)
 
     def test_unlisted_hosts_are_not_allowed(self) -> None:
         """A well-formed URL whose host is not listed exactly is HostNotAllowed (no suffix or wildcard match)."""
-        for url in ["https://evil.example/", "https://sub.hooks.example/", "https://hooks.example.evil/",
-                    "http://127.0.0.2/", "http://[::1]/"]:
+        for url in [
+            "https://evil.example/",
+            "https://sub.hooks.example/",
+            "https://hooks.example.evil/",
+            "http://127.0.0.2/",
+            "http://[::1]/",
+        ]:
             with self.assertRaises(HostNotAllowed, msg=url):
                 check_url(url, ALLOWED)
 
     def test_resolved_addresses(self) -> None:
-        """A listed name may resolve to public addresses only; a private or loopback one only as its own listed literal."""
+        """A listed name may resolve to public addresses only; a private one only as its own listed literal."""
         self.assertTrue(address_allowed("hooks.example", "93.184.216.34", ALLOWED))
-        for address in ["127.0.0.1", "10.0.0.1", "192.168.1.1", "169.254.169.254", "::1", "fe80::1", "fc00::1",
-                        "100.64.0.1", "0.0.0.0", "224.0.0.1", "::ffff:127.0.0.1", "not-an-ip"]:
+        for address in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "::1",
+            "fe80::1",
+            "fc00::1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "::ffff:127.0.0.1",
+            "not-an-ip",
+        ]:
             self.assertFalse(address_allowed("hooks.example", address, ALLOWED), address)
         self.assertTrue(address_allowed("127.0.0.1", "127.0.0.1", ALLOWED))
         self.assertTrue(address_allowed("10.1.2.3", "10.1.2.3", ALLOWED))
@@ -156,7 +192,7 @@ class BackoffTests(unittest.TestCase):
 
 class ConfigTests(unittest.TestCase):
     def test_defaults_and_checks(self) -> None:
-        """[push] is off by default; a service other than the component's domain, or push without the component, is refused."""
+        """[push] is off by default; another service than the component's domain, or no component, is refused."""
         self.assertFalse(parse_config("", {}).push.enabled)
         config = parse_config('[push]\nenabled = true\nallowed_hosts = ["hooks.example"]\n', {})
         self.assertEqual(config.push.service_for(config.muclight), "muclight.localhost")
@@ -184,8 +220,12 @@ def publish_iq(node: str | None, body: str | None = "hi", count: str = "1") -> d
     notification = publish.addElement("item").addElement((NS_PUSH, "notification"))
     form = notification.addElement(("jabber:x:data", "x"))
     form["type"] = "submit"
-    for var, value in [("FORM_TYPE", "urn:xmpp:push:summary"), ("message-count", count),
-                       ("last-message-sender", "bob@localhost/phone"), ("last-message-body", body)]:
+    for var, value in [
+        ("FORM_TYPE", "urn:xmpp:push:summary"),
+        ("message-count", count),
+        ("last-message-sender", "bob@localhost/phone"),
+        ("last-message-body", body),
+    ]:
         if value is not None:
             field = form.addElement("field")
             field["var"] = var
@@ -200,7 +240,9 @@ class StanzaTests(unittest.TestCase):
         self.assertEqual(disable("push.x", "n1")["node"], "n1")
         parsed = parse_publish(publish_iq("n1"))
         assert parsed is not None
-        self.assertEqual((parsed.node, parsed.count, parsed.sender, parsed.body), ("n1", 1, "bob@localhost/phone", "hi"))
+        self.assertEqual(
+            (parsed.node, parsed.count, parsed.sender, parsed.body), ("n1", 1, "bob@localhost/phone", "hi")
+        )
         self.assertIsNone(parse_publish(publish_iq(None)))
         self.assertIsNone(parse_publish(publish_iq("n", count="-3")).count)  # type: ignore[union-attr]
         self.assertIsNone(parse_publish(publish_iq("n", count="9" * 40)).count)  # type: ignore[union-attr]
@@ -236,8 +278,10 @@ class PublishHandlerTests(HandlerTestCase):
             answer = self.publish(sender)
             self.assertEqual(answer["type"], "result", answer.toXml())
         payloads = [json.loads(row["payload"]) for row in self.store.queue.values()]
-        self.assertEqual(payloads[0], {"user": "alice@localhost", "id": "w1", "count": 1,
-                                       "from": "bob@localhost/phone", "body": "hi"})
+        self.assertEqual(
+            payloads[0],
+            {"user": "alice@localhost", "id": "w1", "count": 1, "from": "bob@localhost/phone", "body": "hi"},
+        )
         self.assertEqual((len(payloads), self.woken), (2, 2))
 
     def test_unknown_node_or_other_sender_is_item_not_found(self) -> None:
@@ -262,8 +306,17 @@ class PublishHandlerTests(HandlerTestCase):
         self.store.archive["r"] = []  # the helper's fixed id would look like a retry
         self.message("bob@localhost", f"r@{SERVICE}", body="room news")
         (row,) = self.store.queue.values()
-        self.assertEqual(json.loads(row["payload"]), {"user": "alice@localhost", "id": "w1", "count": 1,
-                                                      "from": "bob@localhost", "body": "room news", "room": "r"})
+        self.assertEqual(
+            json.loads(row["payload"]),
+            {
+                "user": "alice@localhost",
+                "id": "w1",
+                "count": 1,
+                "from": "bob@localhost",
+                "body": "room news",
+                "room": "r",
+            },
+        )
 
 
 class ScriptedClient:
@@ -299,7 +352,7 @@ class WorkerTests(unittest.TestCase):
 
     def test_delivered_at_once(self) -> None:
         """A queued notification is posted at once with the webhook's secret and leaves the queue."""
-        clock, store, client, worker, counted = self.make([])
+        _clock, store, client, worker, counted = self.make([])
         self.enqueue(store, worker)
         self.assertEqual(client.posts, [(0.0, b'{"n":1}', "sekret")])
         self.assertEqual((store.queue, counted), ({}, ["delivered"]))
