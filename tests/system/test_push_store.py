@@ -30,9 +30,11 @@ class PushStoreTests:
 
     async def test_webhooks_round_trip_limit_and_removal(self) -> None:
         """Webhooks are stored per user up to the limit, found by node, and removed with their queued deliveries."""
-        store = await self.open()
+        clock = Clock()
+        store = await self.open(clock)
         first, second = webhook(), webhook()
         self.assertTrue(await store.add_webhook(first, 2))
+        clock.advance(1)  # oldest first: ids are random, so equal times have no order
         self.assertTrue(await store.add_webhook(second, 2))
         self.assertFalse(await store.add_webhook(webhook(), 2))
         self.assertTrue(await store.add_webhook(webhook("b@x"), 2))
