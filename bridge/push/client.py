@@ -130,15 +130,20 @@ class WebhookClient:
         )
         request = self._agent.request(b"POST", url.encode("ascii"), headers, FileBodyProducer(BytesIO(body)))
         timeout = self._config.connect_timeout + self._config.response_timeout
-        request.addTimeout(timeout, self._reactor)
+        timed_out: list[bool] = []
+
+        def on_timeout(result: object, _: float) -> object:
+            # Cancelling the request surfaces as ResponseNeverReceived; remember why.
+            timed_out.append(True)
+            return result
+
+        request.addTimeout(timeout, self._reactor, onTimeoutCancel=on_timeout)
         try:
             response = await request
         except AddressRefused:
             return Outcome.REFUSED, "address not allowed"
-        except defer.TimeoutError:
-            return Outcome.FAILED, "timed out"
         except Exception as e:
-            return Outcome.FAILED, type(e).__name__
+            return Outcome.FAILED, "timed out" if timed_out else type(e).__name__
         response.deliverBody(_Discard())
         if 200 <= response.code < 300:
             return Outcome.DELIVERED, str(response.code)

@@ -391,3 +391,77 @@ class WorkerTests(unittest.TestCase):
         """The lease is longer than a delivery may take (connect plus response timeouts at their defaults)."""
         config = parse_config("", {}).push
         self.assertGreater(LEASE, config.connect_timeout + config.response_timeout)
+
+
+class FakeSession:
+    """A live user session that records the IQs sent from it."""
+
+    def __init__(self, jid: str) -> None:
+        from twisted.words.protocols.jabber.jid import JID
+
+        self.jid = JID(jid + "/rest-1")
+        self.alive = True
+        self.ended: defer.Deferred[None] = defer.Deferred()
+        self.iqs: list[tuple[str, dict[str, str]]] = []
+
+    async def iq(self, stanza_type: str, payload: domish.Element, to: Any = None) -> domish.Element:
+        self.iqs.append((payload.name, dict(payload.attributes)))
+        return domish.Element((None, "iq"))
+
+
+class RegistryTests(unittest.TestCase):
+    def make(self) -> tuple[MemoryPushStore, Any]:
+        from bridge.push.registry import PushRegistry
+
+        store = MemoryPushStore()
+        store.webhooks[HOOK.webhook_id] = HOOK
+        return store, PushRegistry(store, parse_config("", {}).push, "muclight.localhost")
+
+    def test_gone_with_a_live_session_disables_at_once(self) -> None:
+        """A 410 while she has a session here disables push for that node from it and removes the webhook."""
+        store, registry = self.make()
+        session = FakeSession("alice@localhost")
+        registry.session_opened(session)
+        defer.ensureDeferred(store.webhook_gone("w1"))
+        registry.gone(store.webhooks["w1"])
+        self.assertEqual(session.iqs, [("disable", {"jid": "muclight.localhost", "node": "node-1"})])
+        self.assertEqual(store.webhooks, {})
+
+    def test_gone_without_a_session_waits_for_the_next(self) -> None:
+        """Without a session the gone webhook stays until her next session, which disables push and removes it."""
+        store, registry = self.make()
+        defer.ensureDeferred(store.webhook_gone("w1"))
+        registry.gone(store.webhooks["w1"])
+        self.assertIn("w1", store.webhooks)
+        session = FakeSession("alice@localhost")
+        registry.session_opened(session)
+        self.assertEqual(session.iqs, [("disable", {"jid": "muclight.localhost", "node": "node-1"})])
+        self.assertEqual(store.webhooks, {})
+
+    def test_ended_session_is_forgotten(self) -> None:
+        """A session that ended is not used for a later 410."""
+        store, registry = self.make()
+        session = FakeSession("alice@localhost")
+        registry.session_opened(session)
+        session.ended.callback(None)
+        defer.ensureDeferred(store.webhook_gone("w1"))
+        registry.gone(store.webhooks["w1"])
+        self.assertEqual(session.iqs, [])
+
+
+class MetricsTests(unittest.TestCase):
+    def test_push_series(self) -> None:
+        """Deliveries are counted by outcome; the queue's depth and oldest age are exported when watched."""
+        from bridge.metrics import BridgeMetrics
+
+        metrics = BridgeMetrics("1", [])
+        self.assertNotIn(b"bridge_push", metrics.render(None)[0])
+        metrics.watch_push_queue(lambda: 3.0, lambda: 12.5)
+        metrics.push_delivery("delivered")
+        metrics.push_delivery("delivered")
+        metrics.push_delivery("dropped")
+        text = metrics.render(None)[0].decode()
+        self.assertIn('bridge_push_deliveries_total{outcome="delivered"} 2.0', text)
+        self.assertIn('bridge_push_deliveries_total{outcome="dropped"} 1.0', text)
+        self.assertIn("bridge_push_queue_depth 3.0", text)
+        self.assertIn("bridge_push_oldest_pending_seconds 12.5", text)
