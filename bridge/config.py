@@ -199,8 +199,8 @@ class PushConfig:
     per_host: int = 4
     connect_timeout: float = 5.0
     response_timeout: float = 10.0
-    # Webhooks one user may register.
-    max_webhooks: int = 10
+    # Webhooks one user may register (Prosody keeps at most push_max_devices = 5 per user).
+    max_webhooks: int = 5
 
     def check(self) -> None:
         for key in ("per_host", "connect_timeout", "response_timeout", "max_webhooks"):

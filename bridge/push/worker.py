@@ -65,6 +65,7 @@ class PushWorker(Service):
         self._again = False
         self._work: set[defer.Deferred[None]] = set()
         self._retries: set[IDelayedCall] = set()
+        self._store_problem: str | None = None
 
     # -- scheduling
 
@@ -81,9 +82,12 @@ class PushWorker(Service):
             if retry.active():
                 retry.cancel()
         self._retries.clear()
-        # In-flight deliveries end by their own timeouts; a row not settled by then is
-        # claimed again once its lease runs out (at-least-once across a stop).
-        return defer.DeferredList(list(self._work))
+        # Shutdown does not wait for slow webhooks: in-flight work is cancelled, and a row
+        # it held is claimed again once its lease runs out (at least once across a stop).
+        work = list(self._work)
+        for each in work:
+            each.cancel()
+        return defer.DeferredList(work, consumeErrors=True)
 
     def wake(self) -> None:
         """Look at the queue now (a notification was queued, or a delivery ended)."""
@@ -122,8 +126,14 @@ class PushWorker(Service):
                 if room <= 0:
                     break
             self.depth, self.oldest_ms = await self.store.push_queue_stats()
+            self._store_problem = None
+        except defer.CancelledError:
+            return
         except StoreError as e:
-            log.error("Push queue: {why}", why=str(e))
+            # Once per change: the store may stay down for a while, polled every second.
+            if str(e) != self._store_problem:
+                log.error("Push queue: {why}", why=str(e))
+            self._store_problem = str(e)
         except Exception:
             log.failure("Push queue drain failed")
         finally:
@@ -135,6 +145,8 @@ class PushWorker(Service):
     async def _deliver(self, pending: PendingPush) -> None:
         try:
             await self._settle(pending)
+        except defer.CancelledError:
+            pass  # stopping: the lease lets this row go in LEASE seconds
         except StoreError as e:
             log.error("Push queue: {why}", why=str(e))
         except Exception:

@@ -465,3 +465,33 @@ class MetricsTests(unittest.TestCase):
         self.assertIn('bridge_push_deliveries_total{outcome="dropped"} 1.0', text)
         self.assertIn("bridge_push_queue_depth 3.0", text)
         self.assertIn("bridge_push_oldest_pending_seconds 12.5", text)
+
+
+class HangingClient:
+    """A webhook that never answers."""
+
+    def __init__(self) -> None:
+        self.posts = 0
+
+    async def post(self, url: str, body: bytes, secret: str) -> tuple[Outcome, str]:
+        self.posts += 1
+        await defer.Deferred()
+        raise AssertionError("never answered")
+
+
+class WorkerStopTests(unittest.TestCase):
+    def test_stop_does_not_wait_for_a_hanging_webhook(self) -> None:
+        """Stopping the worker cancels in-flight deliveries at once; the row stays queued for a later claim."""
+        clock = Clock()
+        store = MemoryPushStore(clock)
+        store.webhooks[HOOK.webhook_id] = HOOK
+        client = HangingClient()
+        worker = PushWorker(store, client, clock)
+        worker.startService()
+        defer.ensureDeferred(store.enqueue_push([(HOOK.webhook_id, "{}")]))
+        worker.wake()
+        self.assertEqual(client.posts, 1)
+        stopped = worker.stopService()
+        self.assertTrue(stopped.called)
+        self.assertEqual(len(store.queue), 1)
+        self.assertEqual(clock.getDelayedCalls(), [])
