@@ -22,7 +22,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, w
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.internet.ssl import optionsForClientTLS
-from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, _HTTP11ClientFactory
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
@@ -93,13 +93,21 @@ class _Discard(Protocol):
         self.transport.stopProducing()  # type: ignore[union-attr]
 
 
+class _QuietFactory(_HTTP11ClientFactory):
+    noisy = False  # no "Starting factory" line per delivery
+
+
+class _QuietPool(HTTPConnectionPool):
+    _factory = _QuietFactory
+
+
 class WebhookClient:
     """POSTs signed notifications; ``post`` never raises, it answers an ``Outcome``."""
 
     def __init__(self, reactor: Any, config: PushConfig) -> None:
         self._reactor = reactor
         self._config = config
-        self._pool = HTTPConnectionPool(reactor, persistent=False)
+        self._pool = _QuietPool(reactor, persistent=False)
         self._agent = Agent.usingEndpointFactory(reactor, _Endpoints(reactor, config), pool=self._pool)
         self._hosts: dict[str, defer.DeferredSemaphore] = {}
 

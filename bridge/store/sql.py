@@ -142,9 +142,11 @@ class SqlStore(Store):
             self._pool = None
 
     def _migrate(self, cursor: Any) -> int:
-        cursor.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         if self.dialect == "postgresql":
+            # Before the CREATE: two processes creating schema_version at once collide in
+            # PostgreSQL's catalog (pg_type_typname_nsp_index) even with IF NOT EXISTS.
             cursor.execute("SELECT pg_advisory_xact_lock(73160514)")
+        cursor.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         cursor.execute("SELECT MAX(version) FROM schema_version")
         current = cursor.fetchone()[0] or 0
         for number, statements in enumerate(MIGRATIONS, start=1):
