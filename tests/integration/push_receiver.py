@@ -13,7 +13,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 
 @dataclass
@@ -34,12 +34,14 @@ class Receiver(Resource):
         super().__init__()
         self.reactor = reactor
         self.statuses: list[int] = []
+        # Seconds each answer is held back (a slow webhook).
+        self.delay = 0.0
         self.received: list[Received] = []
         self.attempts = 0
         self._waiters: list[tuple[int, defer.Deferred[None]]] = []
         self.port: IListeningPort | None = None
 
-    def render_POST(self, request: Request) -> bytes:
+    def render_POST(self, request: Request) -> Any:
         self.attempts += 1
         status = self.statuses.pop(0) if self.statuses else 200
         request.setResponseCode(status)
@@ -50,7 +52,10 @@ class Receiver(Resource):
             for wanted, waiter in list(self._waiters):
                 if len(self.received) >= wanted and not waiter.called:
                     waiter.callback(None)
-        return b""
+        if not self.delay:
+            return b""
+        self.reactor.callLater(self.delay, lambda: request.finish() if not request.finished else None)
+        return NOT_DONE_YET
 
     async def wait_for(self, count: int, timeout: float) -> None:
         """Until ``count`` notifications were accepted; ``defer.TimeoutError`` after ``timeout`` s."""

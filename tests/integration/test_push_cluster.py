@@ -9,7 +9,6 @@ from twisted.internet import reactor, task
 from twisted.trial import unittest
 
 from bridge.push import worker
-
 from tests.integration.base import BridgeTestCase
 from tests.integration.push_receiver import Receiver
 from tests.servers.fixture import start_bridge
@@ -35,6 +34,7 @@ class SharedQueueTests(BridgeTestCase):
         self.patch(worker, "MAX_IN_FLIGHT", 3)
         second = await start_bridge(reactor, self.mktemp(), self.addCleanup, **self.bridge_sections)
         receiver = Receiver(reactor)
+        receiver.delay = 0.1  # a slow webhook: one process's three slots are soon full
         url = receiver.listen()
         self.addCleanup(receiver.stop)
         alice = self.new_user("alice")
