@@ -13,6 +13,7 @@ from twisted.words.protocols.jabber.jid import JID
 
 from bridge.push.signing import verify
 from tests.integration.base import BridgeTestCase
+from tests.integration.bridge_log import BridgeLog
 from tests.integration.push_receiver import Receiver
 
 PUSH = {"enabled": True, "allowed_hosts": ["127.0.0.1"]}
@@ -146,6 +147,36 @@ class PushTests(BridgeTestCase):
         await self.call("POST", "/api/messages", bob, {"to": alice[0], "body": "second"})
         await task.deferLater(reactor, 1.5, lambda: None)
         self.assertEqual(receiver.attempts, 1)
+
+
+class PushHostileTests(BridgeTestCase):
+    bridge_sections = {"push": PUSH}
+
+    async def test_hostile_bodies_are_4xx_without_tracebacks(self) -> None:
+        """Hostile bodies and ids on /api/push get a 4xx with a JSON string, never a 500 or a logged traceback."""
+        log = BridgeLog(self.addCleanup)
+        alice = self.new_user("alice")
+        cases: list[tuple[str, str, bytes]] = [
+            ("POST", "/api/push", b""),
+            ("POST", "/api/push", b"{"),
+            ("POST", "/api/push", b"\xff\xfe"),
+            ("POST", "/api/push", b"[]"),
+            ("POST", "/api/push", b'"https://127.0.0.1/"'),
+            ("POST", "/api/push", b'{"url": {"a": 1}}'),
+            ("POST", "/api/push", b'{"url": "http://127.0.0.1:99999/"}'),
+            ("POST", "/api/push", b'{"url": "http://127.0.0.1/\\u0000"}'),
+            ("POST", "/api/push", b'{"url": "http://[::1/"}'),
+            ("POST", "/api/push", b'{"url": "' + b"a" * 60000 + b'"}'),
+            ("POST", "/api/push", b"[" * 5000 + b"]" * 5000),
+            ("DELETE", "/api/push/%00", b""),
+            ("DELETE", "/api/push/" + "x" * 2000, b""),
+            ("DELETE", "/api/push/..%2f..%2fetc", b""),
+        ]
+        for method, path, raw in cases:
+            reply = await self.call(method, path, alice, raw=raw or None)
+            self.assertTrue(400 <= reply.code < 500, (method, path, raw[:40], reply))
+            self.assertIsInstance(reply.json, str, reply)
+        self.assertEqual(log.tracebacks(), [])
 
 
 class PushDisabledTests(BridgeTestCase):
