@@ -44,7 +44,7 @@ from bridge.push.rooms import RoomNotifier
 from bridge.push.worker import PushWorker
 from bridge.rlimit import raise_open_files_limit
 from bridge.shutdown import DrainingHttpService, StagedService
-from bridge.store import StoreService, open_store
+from bridge.store import Store, StoreService, open_store
 from bridge.throttle import LoginThrottle
 from bridge.xmpp.archive import ArchiveClient
 from bridge.xmpp.capabilities import CapabilityCheck
@@ -224,12 +224,12 @@ def build_push(
     config: Config,
     reactor: Any,
     root: service.MultiService,
-    rooms: tuple[StoreService, ComponentConnection],
+    store: Store,
+    component: ComponentConnection,
     metrics: BridgeMetrics,
 ) -> PushParts:
     """Offline push: the registry the REST side uses, the publish handler on the component
     (the app server's XMPP side) and the worker that drains the queue, started under ``root``."""
-    store, component = rooms[0].store, rooms[1]
     service_jid = config.push.service_for(config.muclight)
     registry = PushRegistry(store, config.push, service_jid)
     client = WebhookClient(reactor, config.push)
@@ -281,7 +281,9 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
     capabilities = CapabilityCheck()
     pool.session_opened.append(capabilities.session_opened)
     pool.session_opened.append(attach_handlers)
-    push = build_push(config, reactor, root, rooms, metrics) if config.push.enabled and rooms is not None else None
+    push = None
+    if config.push.enabled and rooms is not None:
+        push = build_push(config, reactor, root, rooms[0].store, rooms[1], metrics)
     if push is not None:
         pool.session_opened.append(push.registry.session_opened)
     # Added after the pool, so stopped before it: streams end with "shutdown", not "session_ended".

@@ -495,3 +495,27 @@ class WorkerStopTests(unittest.TestCase):
         self.assertTrue(stopped.called)
         self.assertEqual(len(store.queue), 1)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class WiringTests(unittest.TestCase):
+    def test_build_wires_push_only_when_enabled(self) -> None:
+        """With [push] enabled the tree has the registry, the worker and the publish handler on the component; off, none."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        from bridge.tap import build
+
+        storage = f'[storage]\nurl = "sqlite://{self.mktemp()}/b.sqlite3"\n'
+        _, parts = build(
+            parse_config(storage + '[push]\nenabled = true\nallowed_hosts = ["h.example"]\n', {}), MemoryReactorClock()
+        )
+        self.assertIsNotNone(parts.push)
+        self.assertIsNotNone(parts.push_worker)
+        assert parts.component is not None
+        handlers = [h for h in parts.component if isinstance(h, PushPublishHandler)]
+        self.assertEqual(len(handlers), 1)
+        self.assertEqual(len(handlers[0].state.offline_hooks), 1)
+        self.assertEqual(parts.push.service, "muclight.localhost")  # type: ignore[union-attr]
+        _, parts = build(parse_config(storage, {}), MemoryReactorClock())
+        self.assertIsNone(parts.push)
+        assert parts.component is not None
+        self.assertEqual([h for h in parts.component if isinstance(h, PushPublishHandler)], [])
