@@ -499,7 +499,7 @@ class WorkerStopTests(unittest.TestCase):
 
 class WiringTests(unittest.TestCase):
     def test_build_wires_push_only_when_enabled(self) -> None:
-        """With [push] enabled the tree has the registry, the worker and the publish handler on the component; off, none."""
+        """With [push] enabled the tree has the registry, the worker and the component's publish handler; off, none."""
         from twisted.internet.testing import MemoryReactorClock
 
         from bridge.tap import build
