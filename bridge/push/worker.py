@@ -184,7 +184,8 @@ class PushWorker(Service):
             due = self.clock.seconds() + delay
             await self.store.retry_push(pending.delivery_id, due)
             # On time, not at the next poll (another process may take it first: also fine).
-            self._retries.add(self.clock.callLater(delay, self.wake))
+            if self.running:  # a delivery cancelled by stopService ends here too
+                self._retries.add(self.clock.callLater(delay, self.wake))
             log.info(
                 "Push to webhook {id} failed ({why}); attempt {n} in {delay:.1f} s",
                 id=webhook.webhook_id,

@@ -519,3 +519,30 @@ class WiringTests(unittest.TestCase):
         self.assertIsNone(parts.push)
         assert parts.component is not None
         self.assertEqual([h for h in parts.component if isinstance(h, PushPublishHandler)], [])
+
+
+class CancelledPostClient:
+    """A webhook whose request is cancelled by the stop, as ``WebhookClient`` reports it: failed."""
+
+    async def post(self, url: str, body: bytes, secret: str) -> tuple[Outcome, str]:
+        try:
+            await defer.Deferred()
+        except defer.CancelledError:
+            pass
+        return Outcome.FAILED, "cancelled"
+
+
+class WorkerStopRetryTests(unittest.TestCase):
+    def test_delivery_failing_because_of_the_stop_leaves_no_timer(self) -> None:
+        """A delivery that fails as the worker stops is released for a retry without scheduling one here."""
+        clock = Clock()
+        store = MemoryPushStore(clock)
+        store.webhooks[HOOK.webhook_id] = HOOK
+        worker = PushWorker(store, CancelledPostClient(), clock)
+        worker.startService()
+        defer.ensureDeferred(store.enqueue_push([(HOOK.webhook_id, "{}")]))
+        worker.wake()
+        worker.stopService()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        (row,) = store.queue.values()
+        self.assertEqual((row["attempts"], row["lease"]), (1, 0.0))
