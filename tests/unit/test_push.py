@@ -3,6 +3,7 @@ section, the publish stanza, the component's publish handler and the queue worke
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -525,10 +526,8 @@ class CancelledPostClient:
     """A webhook whose request is cancelled by the stop, as ``WebhookClient`` reports it: failed."""
 
     async def post(self, url: str, body: bytes, secret: str) -> tuple[Outcome, str]:
-        try:
+        with contextlib.suppress(defer.CancelledError):
             await defer.Deferred()
-        except defer.CancelledError:
-            pass
         return Outcome.FAILED, "cancelled"
 
 
