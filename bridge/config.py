@@ -203,6 +203,35 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class PushConfig:
+    # Offline push (XEP-0357): the bridge is its users' app server and POSTs to webhooks.
+    enabled: bool = False
+    # The push service JID the user's server publishes to; "" = the MUC Light component's
+    # domain (the only value that works: the component is the service that receives them).
+    service: str = ""
+    # Webhook hosts users may register, exact names (no wildcards); [] = none.
+    allowed_hosts: list[str] = field(default_factory=list)
+    # Concurrent deliveries to one webhook host, and seconds allowed to connect and to answer.
+    per_host: int = 4
+    connect_timeout: float = 5.0
+    response_timeout: float = 10.0
+    # Webhooks one user may register (Prosody keeps at most push_max_devices = 5 per user).
+    max_webhooks: int = 5
+
+    def check(self) -> None:
+        for key in ("per_host", "connect_timeout", "response_timeout", "max_webhooks"):
+            _positive(f"push.{key}", getattr(self, key))
+            _finite(f"push.{key}", getattr(self, key))
+        for i, host in enumerate(self.allowed_hosts):
+            if not host or host != host.strip().lower() or any(c in host for c in "/:@?#*[] "):
+                raise ConfigError(f"push.allowed_hosts[{i}]: expected a lower-case host name, no wildcards or ports")
+
+    def service_for(self, muclight: MucLightConfig) -> str:
+        """The push service JID: ``service``, or the component's domain when that is empty."""
+        return self.service or muclight.service
+
+
+@dataclass(frozen=True)
 class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     xmpp: XmppConfig = field(default_factory=XmppConfig)
@@ -213,12 +242,30 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    push: PushConfig = field(default_factory=PushConfig)
 
     def check(self) -> None:
         """Each section checks its own values; the first problem is the one reported."""
         for section in (self.http, self.xmpp, self.muclight, self.storage, self.throttle, self.sse, self.limits):
             section.check()
         self.cluster.check()
+        self.push.check()
+        self._check_push()
+
+    def _check_push(self) -> None:
+        """Push needs the built-in component: it is the app server the user's server publishes to."""
+        if not self.push.enabled:
+            return
+        if not self.muclight.component:
+            raise ConfigError(
+                "push.enabled: offline push needs the built-in component (muclight.component = true), "
+                "which receives the server's notifications"
+            )
+        if self.push.service and self.push.service != self.muclight.service:
+            raise ConfigError(
+                f"push.service: must be empty or the component's domain ({self.muclight.service}); "
+                "another push service JID would need a second component"
+            )
 
 
 _TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}

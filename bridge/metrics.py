@@ -19,6 +19,9 @@ site. ``bridge.http.metrics`` measures the API's requests into it. What is measu
   ``bridge_component_state{node,state}`` (1 for the state this process's component is in:
   ``active``, ``standby`` for a process that does not hold the cluster's component lock,
   ``failed``; 0 for the others);
+* offline push (``bridge.push``): ``bridge_push_deliveries_total{outcome}`` (``delivered``,
+  ``retried``, ``gone``, ``dropped``, ``refused``), and the gauges ``bridge_push_queue_depth``
+  and ``bridge_push_oldest_pending_seconds`` (as of the worker's last look at the queue);
 * ``bridge_build_info{version}`` and the process's own (``process_open_fds``,
   ``process_resident_memory_bytes``, ...), so an admin sees how close the daemon runs to
   its ``LimitNOFILE``.
@@ -187,6 +190,29 @@ class BridgeMetrics:
 
     def timed_out(self, phase: str) -> None:
         self.timeouts.labels("headers" if phase == "header" else phase).inc()
+
+    def push_delivery(self, outcome: str) -> None:
+        """One settled (or retried) push delivery, by outcome (``bridge.push.worker``)."""
+        self._push_deliveries().labels(outcome).inc()
+
+    def watch_push_queue(self, depth: Callable[[], float], oldest_age: Callable[[], float]) -> None:
+        """The push queue's depth and the age in seconds of its oldest notification (0: empty)."""
+        self._push_deliveries()
+        self._watched.add("bridge_push_queue_depth", "Notifications waiting in the push queue.", depth)
+        self._watched.add(
+            "bridge_push_oldest_pending_seconds", "Age of the oldest notification in the push queue.", oldest_age
+        )
+
+    def _push_deliveries(self) -> Counter:
+        # Created on first use, so that a bridge without push exports none of its series.
+        if not hasattr(self, "_push_counter"):
+            self._push_counter = Counter(
+                "bridge_push_deliveries",
+                "Push notifications settled, by outcome: delivered, retried, gone (410), dropped (24 h), refused.",
+                ["outcome"],
+                registry=self.registry,
+            )
+        return self._push_counter
 
     def render(self, accept: bytes | None) -> tuple[bytes, bytes]:
         """The exposition (body, content type) for a scrape with this ``Accept`` header."""

@@ -22,6 +22,7 @@ from bridge.api.contacts import ContactsApi
 from bridge.api.docs import load_spec
 from bridge.api.messages import MessagesApi
 from bridge.api.presence import PresenceApi
+from bridge.api.push import PushApi
 from bridge.api.rooms import RoomsApi
 from bridge.api.root import ApiGroups, BridgeApi
 from bridge.api.sse import SseApi
@@ -35,10 +36,16 @@ from bridge.http.site import BridgeSite, build_site
 from bridge.metrics import BridgeMetrics, MetricsResource, MetricsSite
 from bridge.muclight import build_component
 from bridge.muclight.component import ComponentConnection
+from bridge.muclight.handlers.base import MucLightHandler
 from bridge.muclight.leader import Leader, PostgresLock, component_state, lock_key
+from bridge.push.appserver import PushPublishHandler
+from bridge.push.client import WebhookClient
+from bridge.push.registry import PushRegistry
+from bridge.push.rooms import RoomNotifier
+from bridge.push.worker import PushWorker
 from bridge.rlimit import raise_open_files_limit
 from bridge.shutdown import DrainingHttpService, StagedService
-from bridge.store import StoreService, open_store
+from bridge.store import Store, StoreService, open_store
 from bridge.throttle import LoginThrottle
 from bridge.xmpp.archive import ArchiveClient
 from bridge.xmpp.capabilities import CapabilityCheck
@@ -86,6 +93,9 @@ class BridgeParts:
     # PostgreSQL store the leader that decides whether this process runs it.
     component: ComponentConnection | None = None
     leader: Leader | None = None
+    # Offline push (None unless push.enabled): webhooks and the delivery queue's worker.
+    push: PushRegistry | None = None
+    push_worker: PushWorker | None = None
 
 
 @dataclass
@@ -179,6 +189,7 @@ def build_http(
     tokens: StreamTokens,
     readiness: Readiness,
     metrics: BridgeMetrics | None = None,
+    push: PushRegistry | None = None,
 ) -> HttpParts:
     """The REST site over ``pool``: authentication, the resource groups and the HTTP edge.
 
@@ -195,6 +206,7 @@ def build_http(
         rooms=RoomsApi(auth, config.muclight.service),
         presence=PresenceApi(auth, config.muclight.service, config.sse.priority),
         uploads=UploadsApi(auth, reactor),
+        push=PushApi(auth, push),
     )
     limits = RequestLimits(reactor, config.limits, pool, throttle)
     site = build_site(
@@ -228,6 +240,39 @@ def build_rooms(config: Config, reactor: Any, root: service.MultiService) -> Roo
     leader = Leader(reactor, lock, component, config.cluster.node)
     leader.setServiceParent(root)
     return RoomParts(store, component, leader)
+
+
+@dataclass
+class PushParts:
+    registry: PushRegistry
+    worker: PushWorker
+
+
+def build_push(
+    config: Config,
+    reactor: Any,
+    root: service.MultiService,
+    store: Store,
+    component: ComponentConnection,
+    metrics: BridgeMetrics,
+) -> PushParts:
+    """Offline push: the registry the REST side uses, the publish handler on the component
+    (the app server's XMPP side) and the worker that drains the queue, started under ``root``."""
+    service_jid = config.push.service_for(config.muclight)
+    registry = PushRegistry(store, config.push, service_jid)
+    client = WebhookClient(reactor, config.push)
+    worker = PushWorker(store, client, reactor, on_gone=registry.gone, count=metrics.push_delivery)
+    worker.setServiceParent(root)
+    # The MUC Light handlers' shared state: room messages tell offline occupants' webhooks.
+    state = next(handler.state for handler in component if isinstance(handler, MucLightHandler))
+    state.offline_hooks.append(RoomNotifier(store, worker.wake, state.track))
+    PushPublishHandler(state, worker.wake).setHandlerParent(component)
+
+    def oldest_age() -> float:
+        return 0.0 if worker.oldest_ms is None else max(0.0, reactor.seconds() - worker.oldest_ms / 1000)
+
+    metrics.watch_push_queue(lambda: float(worker.depth), oldest_age)
+    return PushParts(registry, worker)
 
 
 def build_readiness(config: Config, reactor: Any, pool: SessionPool, rooms: RoomParts | None) -> Readiness:
@@ -264,6 +309,11 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
     capabilities = CapabilityCheck()
     pool.session_opened.append(capabilities.session_opened)
     pool.session_opened.append(attach_handlers)
+    push = None
+    if config.push.enabled and rooms is not None:
+        push = build_push(config, reactor, root, rooms.store.store, rooms.component, metrics)
+    if push is not None:
+        pool.session_opened.append(push.registry.session_opened)
     # Added after the pool, so stopped before it: streams end with "shutdown", not "session_ended".
     sse = config.sse
     replay = ReplayLimits(sse.replay_events, sse.replay_seconds, sse.replay_bytes)
@@ -275,7 +325,7 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
     tokens = StreamTokens(reactor, pool, config.sse.token_lifetime, token_store)
     tokens.setServiceParent(root)
     readiness = build_readiness(config, reactor, pool, rooms)
-    edge = build_http(config, reactor, pool, events, tokens, readiness, metrics)
+    edge = build_http(config, reactor, pool, events, tokens, readiness, metrics, push.registry if push else None)
     metrics.watch_streams(lambda: edge.streams.open_streams)
     readiness.site = edge.site
     endpoint = _endpoint(reactor, with_backlog(config.http.endpoint, config.http.backlog), "http.endpoint")
@@ -297,6 +347,8 @@ def build(config: Config, reactor: Any) -> tuple[service.MultiService, BridgePar
         metrics_http=metrics_http,
         component=component,
         leader=rooms.leader if rooms is not None else None,
+        push=push.registry if push else None,
+        push_worker=push.worker if push else None,
     )
 
 

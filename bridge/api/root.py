@@ -18,6 +18,7 @@ from bridge.api.docs import DocsApi
 from bridge.api.errors import write_json
 from bridge.api.messages import MessagesApi
 from bridge.api.presence import PresenceApi
+from bridge.api.push import PushApi
 from bridge.api.rendering import json_errors
 from bridge.api.rooms import RoomsApi
 from bridge.api.sse import SseApi
@@ -35,6 +36,7 @@ class ApiGroups:
     rooms: RoomsApi
     presence: PresenceApi
     uploads: UploadsApi
+    push: PushApi
 
 
 class BridgeApi:
@@ -66,6 +68,10 @@ class BridgeApi:
     @app.route("/api/uploads", branch=True)
     def uploads(self, request: Request) -> Resource:
         return self._groups.uploads.app.resource()
+
+    @app.route("/api/push", branch=True)
+    def push(self, request: Request) -> Resource:
+        return self._groups.push.app.resource()
 
     @app.route("/api/sse", branch=True)
     def sse(self, request: Request) -> Resource:

@@ -211,6 +211,48 @@ class Store:
         when processes start together), and the stored key is returned."""
         raise NotImplementedError
 
+    # -- offline push (bridge.push): webhooks and the delivery queue
+
+    async def add_webhook(self, webhook: Webhook, limit: int) -> bool:
+        """Store ``webhook`` unless its user has ``limit`` already (then False)."""
+        raise NotImplementedError
+
+    async def user_webhooks(self, user: str) -> list[Webhook]:
+        """``user``'s webhooks, oldest first (gone ones included: see ``Webhook.gone``)."""
+        raise NotImplementedError
+
+    async def webhook_by_node(self, node: str) -> Webhook | None:
+        raise NotImplementedError
+
+    async def remove_webhook(self, user: str, webhook_id: str) -> Webhook | None:
+        """Delete ``user``'s webhook and its queued deliveries; the webhook, or None if she has none of that id."""
+        raise NotImplementedError
+
+    async def webhook_gone(self, webhook_id: str) -> None:
+        """The webhook answered 410 Gone: mark it and drop its queued deliveries."""
+        raise NotImplementedError
+
+    async def enqueue_push(self, deliveries: list[tuple[str, str]]) -> None:
+        """Queue (webhook id, JSON payload) deliveries, due now, in one transaction."""
+        raise NotImplementedError
+
+    async def claim_push(self, owner: str, lease: float, limit: int) -> list[PendingPush]:
+        """Up to ``limit`` due deliveries nobody holds, leased to ``owner`` for ``lease`` seconds
+        (so that processes sharing the store never hold the same one)."""
+        raise NotImplementedError
+
+    async def finish_push(self, delivery_id: int) -> None:
+        """The delivery is done (delivered, or dropped): remove it from the queue."""
+        raise NotImplementedError
+
+    async def retry_push(self, delivery_id: int, due: float) -> None:
+        """Release the delivery, due again at Unix time ``due``, with one more attempt counted."""
+        raise NotImplementedError
+
+    async def push_queue_stats(self) -> tuple[int, int | None]:
+        """(queued deliveries, Unix ms the oldest was queued, or None when there are none)."""
+        raise NotImplementedError
+
 
 def open_store(url: str, reactor: Any, clock: IReactorTime | None = None) -> Store:
     """The store for a ``storage.url`` (``sqlite://PATH`` or ``postgresql://...``); archive
@@ -241,3 +283,28 @@ class StoreService(Service):
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
         return defer.Deferred.fromCoroutine(self.store.close())
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A user's registered webhook (``POST /api/push``) and the XEP-0357 node it stands for."""
+
+    webhook_id: str
+    user: str
+    url: str
+    secret: str = field(repr=False)
+    node: str
+    created_at: int = 0
+    # It answered 410 Gone: no more deliveries; push is disabled on the server at her next session.
+    gone: bool = False
+
+
+@dataclass(frozen=True)
+class PendingPush:
+    """A claimed delivery: its row, the payload and the webhook it goes to."""
+
+    delivery_id: int
+    webhook: Webhook
+    payload: str
+    created_ms: int
+    attempts: int

@@ -55,6 +55,30 @@ MIGRATIONS: list[list[str]] = [
             seen_ms BIGINT NOT NULL)""",
         "CREATE INDEX available_resources_by_seen ON available_resources (seen_ms)",
     ],
+    # Offline push (XEP-0357, bridge.push): users' webhooks, and the durable delivery queue
+    # that several bridge processes drain with leases (push_queue.lease_until_ms).
+    [
+        """CREATE TABLE push_webhooks (
+            webhook_id TEXT PRIMARY KEY,
+            user_jid TEXT NOT NULL,
+            url TEXT NOT NULL,
+            secret TEXT NOT NULL,
+            node TEXT NOT NULL UNIQUE,
+            created_at BIGINT NOT NULL,
+            gone INTEGER NOT NULL DEFAULT 0)""",
+        "CREATE INDEX push_webhooks_by_user ON push_webhooks (user_jid)",
+        """CREATE TABLE push_queue (
+            delivery_id {id},
+            webhook_id TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            due_ms BIGINT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            lease_until_ms BIGINT NOT NULL DEFAULT 0,
+            lease_owner TEXT NOT NULL DEFAULT '')""",
+        "CREATE INDEX push_queue_by_due ON push_queue (due_ms)",
+        "CREATE INDEX push_queue_by_webhook ON push_queue (webhook_id)",
+    ],
 ]
 
 

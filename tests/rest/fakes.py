@@ -37,6 +37,7 @@ from bridge.http.limits import EventStreams
 from bridge.http.site import BridgeSite
 from bridge.protocol.muclight import RoomInfo, RoomSummary
 from bridge.protocol.roster import Contact
+from bridge.push.registry import PushRegistry
 from bridge.tap import build_http
 from bridge.xmpp.archive import ArchiveClient, ArchivedMessage
 from bridge.xmpp.errors import (
@@ -391,8 +392,9 @@ class RestBridge:
         return response, json.loads(raw) if raw and content_type.startswith("application/json") else raw or None
 
 
-def make_site(config: str = "") -> RestBridge:
-    """The production site for ``config`` (TOML) in front of fake sessions for alice and bob."""
+def make_site(config: str = "", store: Any = None) -> RestBridge:
+    """The production site for ``config`` (TOML) in front of fake sessions for alice and bob;
+    with ``[push] enabled``, webhooks go to ``store``."""
     settings = parse_config(config, {})
     clock = MemoryReactorClock()
     pool = FakePool(ACCOUNTS)
@@ -400,7 +402,10 @@ def make_site(config: str = "") -> RestBridge:
     tokens = StreamTokens(clock, pool, settings.sse.token_lifetime)  # type: ignore[arg-type]
     tokens.startService()
     readiness = FakeReadiness()
-    edge = build_http(settings, clock, pool, hub, tokens, readiness)  # type: ignore[arg-type]
+    push = None
+    if settings.push.enabled and store is not None:
+        push = PushRegistry(store, settings.push, settings.push.service_for(settings.muclight))
+    edge = build_http(settings, clock, pool, hub, tokens, readiness, push=push)  # type: ignore[arg-type]
     site, user_streams = edge.site, edge.streams
     http = site_treq(site)
     return RestBridge(http, site, settings, clock, pool, hub, tokens, readiness, user_streams)

@@ -48,6 +48,8 @@ from tests.servers.server import XmppTestServer, free_port, wait_for_port
 
 EJABBERDCTL = "/usr/sbin/ejabberdctl"
 SNIPPET = Path(__file__).resolve().parents[2] / "etc" / "ejabberd-component.yml"
+# XEP-0357 push for the bridge's webhooks, merged too (harmless without registered webhooks).
+PUSH_SNIPPET = SNIPPET.with_name("ejabberd-push.yml")
 # The example names in the snippet that the harness replaces with the run's.
 SNIPPET_COMPONENT = "muclight.localhost"
 SNIPPET_PORT = 5347
@@ -106,6 +108,7 @@ class EjabberdServer(XmppTestServer):
         """The whole ejabberd.yml as data: the harness's own options plus the snippet."""
         snippet = load_snippet(self.component, self.component_port, self.component_secret)
         modules = copy.deepcopy(snippet["modules"])
+        modules.update(yaml.safe_load(PUSH_SNIPPET.read_text())["modules"])
         if self.archive == "off":
             del modules["mod_mam"]
         elif self.archive == "internal":

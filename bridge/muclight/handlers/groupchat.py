@@ -93,3 +93,6 @@ class GroupchatHandler(MucLightHandler):
         sid["id"], sid["by"] = posted.item.archive_id, room_jid
         for jid in posted.room.occupants:
             self.deliver(jid, broadcast)
+        offline = [jid for jid in posted.room.occupants if jid != user and not self.available.resources(jid)]
+        for hook in self.state.offline_hooks:
+            hook(room_id, user, offline, broadcast)

@@ -42,6 +42,9 @@ class ServiceState:
         self._locks: dict[str, defer.DeferredLock] = {}
         # Stanzas being handled, so tests and shutdown can wait for them.
         self.pending: set[defer.Deferred[None]] = set()
+        # Called with (room id, sender's bare JID, occupants with no available resource, the
+        # broadcast) after each room message is archived: offline push (bridge.push.rooms).
+        self.offline_hooks: list[Callable[[str, str, list[str], domish.Element], None]] = []
 
     def room_jid(self, room_id: str) -> str:
         return f"{room_id}@{self.service}"
