@@ -55,8 +55,8 @@ def scenario_cluster(run: Run) -> None:
     try:
         for size in SIZES:
             cluster = Cluster(server, run.workdir / f"cluster-{size}", size=size, limits=NO_LIMITS)
-            cluster.start()
             try:
+                cluster.start()
                 _wait_ready(cluster)
                 wrk(cluster.base, "send", lines, c, sizes.warmup)  # logs every user in
                 pids = {node.name: node.process.pid for node in cluster.nodes if node.process is not None}

@@ -71,8 +71,8 @@ class ClusterTests(unittest.TestCase):
         self.server = cluster_server()
         self.addCleanup(self.server.cleanup)
         self.cluster = Cluster(self.server, Path(self.mktemp()).resolve())
+        self.addCleanup(self.cluster.stop)  # also what a start that fails half-way started
         self.cluster.start()
-        self.addCleanup(self.cluster.stop)
         self.http = Http(reactor, self.cluster.base)
         self.addCleanup(lambda: defer.Deferred.fromCoroutine(self.http.close()))
 
