@@ -14,9 +14,11 @@ from collections.abc import Callable
 from bench.model import Run
 from bench.scenarios.archive import scenario_archive
 from bench.scenarios.cold import scenario_cold
+from bench.scenarios.modrest import scenario_modrest
 from bench.scenarios.rooms import scenario_rooms
 from bench.scenarios.send import scenario_send
 from bench.scenarios.sse import scenario_sse
+from bench.scenarios.streams import scenario_streams
 
 SCENARIOS: dict[str, Callable[[Run], None]] = {
     "send": scenario_send,
@@ -24,4 +26,6 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "sse": scenario_sse,
     "rooms": scenario_rooms,
     "cold": scenario_cold,
+    "streams": scenario_streams,
+    "modrest": scenario_modrest,
 }
