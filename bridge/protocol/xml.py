@@ -73,17 +73,49 @@ class StanzaStream(xmlstream.XmlStream):
 
     Every writer on a stream (wokkel's IQ tracking, handlers' ``xmlstream.send``, the
     session's ``send``) ends in ``send``, so this is the one place stanzas are serialised.
+    ``queue`` holds stanzas back (serialised at once, so they are what they were when
+    queued) until the next ``send`` or ``flush``, which writes them and what it sends in
+    one write: one TLS record and one system call for a batch instead of one each, and the
+    stream's order is the order of the calls whatever goes through ``queue`` or ``send``.
     """
 
-    def send(self, obj: domish.Element | str | bytes) -> None:
+    _queued: list[str] | None = None
+
+    def _serialise(self, obj: domish.Element | str | bytes) -> str | bytes:
         if domish.IElement.providedBy(obj):
-            obj = to_xml(
+            return to_xml(
                 obj,  # type: ignore[arg-type]
                 prefixes=self.prefixes,
                 default_uri=self.namespace,
                 prefixes_in_scope=list(self.prefixes.values()),
             )
-        xish_xmlstream.XmlStream.send(self, obj)
+        return obj  # type: ignore[return-value]  # str or bytes, written as they are
+
+    def queue(self, obj: domish.Element | str) -> None:
+        """Serialise ``obj`` now and write it with the next ``send`` or ``flush``."""
+        text = self._serialise(obj)
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        if self._queued is None:
+            self._queued = [text]
+        else:
+            self._queued.append(text)
+
+    def flush(self) -> None:
+        """Write what ``queue`` holds, if anything."""
+        if self._queued is not None:
+            queued, self._queued = self._queued, None
+            xish_xmlstream.XmlStream.send(self, "".join(queued))
+
+    def send(self, obj: domish.Element | str | bytes) -> None:
+        data = self._serialise(obj)
+        if self._queued is not None:
+            queued, self._queued = self._queued, None
+            if isinstance(data, bytes):
+                data = data.decode("utf-8")
+            queued.append(data)
+            data = "".join(queued)
+        xish_xmlstream.XmlStream.send(self, data)
 
 
 # --- Reading elements ---
