@@ -125,6 +125,8 @@ class Session(StreamManager):
         self.jid = xs.authenticator.jid
         self.server_jid = JID(tuple=(None, self.jid.host, None))
         self._ping_to = escape_xml(self.server_jid.full(), 1)
+        if isinstance(xs, StanzaStream):
+            xs.take_bare_results = self._take_ping_answers
         # The password is not needed once the stream is authenticated; do not keep it.
         xs.authenticator.password = None
         super()._authd(xs)
@@ -166,7 +168,7 @@ class Session(StreamManager):
         except xmlstream.TimeoutError:
             raise ServerTimeout("the XMPP server did not answer in time") from None
 
-    def _ping(self) -> defer.Deferred[domish.Element]:
+    def _ping(self) -> defer.Deferred[object]:
         """An XEP-0199 ping written as text, tracked like wokkel's IQ requests.
 
         The same stanza as ``iq("get", <ping/>)`` without building and serialising a DOM
@@ -175,7 +177,7 @@ class Session(StreamManager):
         session's ``ServerUnavailable``, a silent server with ``TimeoutError``.
         """
         ping_id = f"bp{next(_ping_ids)}"
-        answer: defer.Deferred[domish.Element] = defer.Deferred()
+        answer: defer.Deferred[object] = defer.Deferred()
         self._iqDeferreds[ping_id] = answer
 
         def timed_out() -> None:
@@ -192,6 +194,27 @@ class Session(StreamManager):
         answer.addBoth(stop_timer)
         self.send(f"<iq type='get' id='{ping_id}' to='{self._ping_to}'><ping xmlns='{NS_PING}'/></iq>")
         return answer
+
+    def _answers_ping(self, ping_id: str, sender: str | None) -> bool:
+        """Whether an IQ answer is the server's answer to one of this session's pings.
+
+        Ping ids are a counter: an answer from anyone but the user's server (a contact
+        that guessed an id) must not acknowledge anything.
+        """
+        return ping_id.startswith("bp") and ping_id in self._iqDeferreds and sender in (None, self.server_jid.host)
+
+    def _take_ping_answers(self, answers: list[tuple[str, str | None]]) -> bool:
+        """StanzaStream's hook: fire the pings of a chunk of bare results, if they all are ours."""
+        if not all(self._answers_ping(ping_id, sender) for ping_id, sender in answers):
+            return False
+        for ping_id, _ in answers:
+            self._iqDeferreds.pop(ping_id).callback(None)
+        return True
+
+    def _onIQResponse(self, iq: domish.Element) -> None:
+        if iq.getAttribute("id", "").startswith("bp") and not self._answers_ping(iq["id"], iq.getAttribute("from")):
+            return  # not the server's answer to our ping: leave the ping waiting
+        super()._onIQResponse(iq)
 
     def send_acknowledged(self, stanza: domish.Element) -> defer.Deferred[None]:
         """Send ``stanza``; the result fires once the server has processed it.

@@ -46,7 +46,9 @@ def message(body: str) -> domish.Element:
     return element
 
 
-class AcknowledgedSendTests(unittest.TestCase):
+class SessionWire(unittest.TestCase):
+    """A bound session on a StanzaStream whose server side is the test."""
+
     def setUp(self) -> None:
         self.clock = Clock()
         authenticator = xmlstream.ConnectAuthenticator("localhost")
@@ -68,6 +70,8 @@ class AcknowledgedSendTests(unittest.TestCase):
     def answer(self, ping_id: str, kind: str = "result") -> None:
         self.xs.dataReceived(f"<iq type='{kind}' id='{ping_id}' from='localhost' to='{OWN}'/>".encode())
 
+
+class AcknowledgedSendTests(SessionWire):
     def test_two_messages_in_one_turn_share_one_ping(self) -> None:
         """Two messages sent in one reactor turn go out with one ping in one write, and its answer acknowledges both."""
         first = defer.Deferred.fromCoroutine(send_acknowledged(self.session, message("one")))
@@ -148,3 +152,76 @@ class AcknowledgedSendTests(unittest.TestCase):
         self.failureResultOf(first, defer.CancelledError)
         self.answer(PING.findall(self.written())[0])
         self.successResultOf(second)
+
+
+class PingAnswerTests(SessionWire):
+    """The answers to pings: taken without the parser when a chunk is only that, never from anyone else."""
+
+    def ping(self) -> tuple[defer.Deferred[None], str]:
+        sent = defer.Deferred.fromCoroutine(send_acknowledged(self.session, message("one")))
+        self.clock.advance(0)
+        ping_id = PING.findall(self.written())[0]
+        self.transport.clear()
+        return sent, ping_id
+
+    def test_bare_answer_skips_the_parser(self) -> None:
+        """A chunk that is only the ping's answer acknowledges without reaching the XML parser."""
+        seen: list[domish.Element] = []
+        self.xs.addObserver("/iq", seen.append)
+        sent, ping_id = self.ping()
+        self.answer(ping_id)
+        self.successResultOf(sent)
+        self.assertEqual(seen, [])
+
+    def test_parser_state_survives(self) -> None:
+        """After an answer taken without the parser, the next stanza is parsed as usual."""
+        seen: list[domish.Element] = []
+        self.xs.addObserver("/message", seen.append)
+        sent, ping_id = self.ping()
+        self.xs.dataReceived(f'  <iq id="{ping_id}" type="result" from="localhost" xml:lang="en"/> '.encode())
+        self.successResultOf(sent)
+        self.xs.dataReceived(b"<message from='bob@localhost'><body>hi</body></message>")
+        self.assertEqual([str(m.body) for m in seen], ["hi"])
+
+    def test_answer_inside_other_stanzas(self) -> None:
+        """An answer that arrives in one chunk with a message goes through the parser and still acknowledges."""
+        seen: list[domish.Element] = []
+        self.xs.addObserver("/message", seen.append)
+        sent, ping_id = self.ping()
+        self.xs.dataReceived(
+            b"<message from='bob@localhost'><body>hi</body></message>"
+            + f"<iq type='result' id='{ping_id}' from='localhost'/>".encode()
+        )
+        self.successResultOf(sent)
+        self.assertEqual(len(seen), 1)
+
+    def test_answer_split_over_chunks(self) -> None:
+        """An answer split over two chunks is parsed and acknowledges."""
+        sent, ping_id = self.ping()
+        self.xs.dataReceived(f"<iq type='result' id='{ping_id}'".encode())
+        self.assertNoResult(sent)
+        self.xs.dataReceived(b" from='localhost'/>")
+        self.successResultOf(sent)
+
+    def test_answer_from_a_contact_does_not_acknowledge(self) -> None:
+        """A result with the ping's id from anyone but the user's server acknowledges nothing, parsed or not."""
+        sent, ping_id = self.ping()
+        self.xs.dataReceived(f"<iq type='result' id='{ping_id}' from='mallory@localhost/x'/>".encode())
+        self.xs.dataReceived(
+            f"<message from='m@localhost'/><iq type='result' id='{ping_id}' from='mallory@localhost/x'/>".encode()
+        )
+        self.assertNoResult(sent)
+        self.answer(ping_id)
+        self.successResultOf(sent)
+
+    def test_element_inside_a_stanza_is_not_an_answer(self) -> None:
+        """A chunk that looks like an answer but continues an open stanza is left to the parser."""
+        seen: list[domish.Element] = []
+        self.xs.addObserver("/message", seen.append)
+        sent, ping_id = self.ping()
+        self.xs.dataReceived(b"<message from='bob@localhost'><x xmlns='urn:example'>")
+        self.xs.dataReceived(f"<iq type='result' id='{ping_id}' from='localhost'/>".encode())
+        self.assertNoResult(sent)
+        self.xs.dataReceived(b"</x></message>")
+        self.assertEqual(len(seen), 1)
+        self.assertNoResult(sent)
