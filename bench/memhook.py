@@ -22,7 +22,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-FRAMES = 12
+FRAMES = 8
 _numbers = itertools.count(1)
 
 

@@ -184,7 +184,8 @@ class Bridge:
             start_new_session=True,
         )
         try:
-            wait_for_port(self.port, timeout=30)
+            # Under tracemalloc every import is slower: a traced bridge takes a while to start.
+            wait_for_port(self.port, timeout=180 if self.trace_memory else 30)
             with urllib.request.urlopen(self.url + "/healthz", timeout=10) as response:
                 response.read()
         except Exception as e:

@@ -18,7 +18,7 @@ from bench.scenarios.modrest import scenario_modrest
 from bench.scenarios.rooms import scenario_rooms
 from bench.scenarios.send import scenario_send
 from bench.scenarios.sse import scenario_sse
-from bench.scenarios.streams import scenario_streams
+from bench.scenarios.streams import scenario_memory, scenario_streams
 
 SCENARIOS: dict[str, Callable[[Run], None]] = {
     "send": scenario_send,
@@ -27,5 +27,6 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "rooms": scenario_rooms,
     "cold": scenario_cold,
     "streams": scenario_streams,
+    "memory": scenario_memory,
     "modrest": scenario_modrest,
 }

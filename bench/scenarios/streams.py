@@ -1,4 +1,4 @@
-"""streams: how fast event streams open (login included), and what one stream costs in memory.
+"""streams and memory: how fast event streams open (login included), what one costs in memory.
 
 * Open rate: ``open_streams`` new users each open ``GET /api/sse`` (Basic: so a login,
   TLS and SASL included), ``open_parallel`` at a time, beside plain XMPP clients logging
@@ -57,7 +57,7 @@ def breakdown(before: Any, after: Any) -> dict[str, int]:
 
 
 def scenario_streams(run: Run) -> None:
-    """Stream-open rate at each parallelism, then the memory of a stream, by part."""
+    """Stream-open rate at each parallelism, beside plain XMPP logins."""
     sizes = run.sizes
     server = run.prosody("off")
     count = sizes.open_streams
@@ -111,10 +111,10 @@ def scenario_streams(run: Run) -> None:
                     rate >= 250,
                 )
             )
-    _memory(run)
 
 
-def _memory(run: Run) -> None:
+def scenario_memory(run: Run) -> None:
+    """The memory of an event stream, by part (tracemalloc snapshot diff, smaps_rollup)."""
     sizes = run.sizes
     server = run.prosody("off")
     count = sizes.memory_streams
