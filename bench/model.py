@@ -31,6 +31,10 @@ class Sizes:
     room_members: int
     room_messages: int
     cold_users: int
+    open_streams: int = 1000  # streams (new users: login included) opened per open-rate run
+    open_parallel: tuple[int, ...] = (50, 200)  # opened this many at a time
+    memory_streams: int = 1000  # streams of the memory breakdown (tracemalloc, smaps)
+    rest_connections: int = 20  # wrk -c for the mod_rest peer and the bridge beside it
 
 
 FULL = Sizes(
@@ -62,6 +66,10 @@ SMOKE = Sizes(
     room_members=3,
     room_messages=2,
     cold_users=2,
+    open_streams=6,
+    open_parallel=(2, 4),
+    memory_streams=5,
+    rest_connections=2,
 )
 
 

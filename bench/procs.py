@@ -44,6 +44,17 @@ def rss_kb(pid: int) -> int:
     raise BenchError(f"no VmRSS for process {pid}")
 
 
+def smaps_kb(pid: int) -> dict[str, int]:
+    """The memory totals of a process from /proc/<pid>/smaps_rollup (Rss, Anonymous, ...; KiB)."""
+    totals: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        fields = rest.split()
+        if fields and fields[0].isdigit():
+            totals[name.strip()] = int(fields[0])
+    return totals
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -120,8 +131,18 @@ def _no_rate_limits(root: Path) -> str:
 class Bridge:
     """``twistd -n bridge`` in front of ``server``, on a free port, logging to a file."""
 
-    def __init__(self, server: ProsodyServer, workdir: Path, name: str = "bridge", root: Path = ROOT) -> None:
+    def __init__(
+        self,
+        server: ProsodyServer,
+        workdir: Path,
+        name: str = "bridge",
+        root: Path = ROOT,
+        trace_memory: bool = False,
+    ) -> None:
         self.server = server
+        # Start under bench.memhook: tracemalloc on, a snapshot file per SIGUSR2 (snapshot()).
+        self.trace_memory = trace_memory
+        self.snapshots = workdir / f"{name}-snapshots"
         self.workdir = workdir
         self.name = name
         # The checkout whose bridge runs (bench.ab runs another one beside this one).
@@ -147,16 +168,24 @@ class Bridge:
         return self.process.pid
 
     def start(self) -> None:
+        launcher = TWISTD
+        env = {**environment(BRIDGE_MUCLIGHT_SECRET=self.server.component_secret), "PYTHONPATH": str(self.root)}
+        if self.trace_memory:
+            self.snapshots.mkdir(parents=True, exist_ok=True)
+            launcher = [sys.executable, "-m", "bench.memhook"]
+            env["PYTHONPATH"] = f"{self.root}{os.pathsep}{ROOT}"
+            env["BENCH_TRACEMALLOC_DIR"] = str(self.snapshots)
         self.process = subprocess.Popen(
-            [*TWISTD, "-n", "--pidfile=", f"--logfile={self.log_file}", "bridge", "--config", str(self.config_file)],
+            [*launcher, "-n", "--pidfile=", f"--logfile={self.log_file}", "bridge", "--config", str(self.config_file)],
             cwd=self.root,
-            env={**environment(BRIDGE_MUCLIGHT_SECRET=self.server.component_secret), "PYTHONPATH": str(self.root)},
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=open(self.workdir / f"{self.name}.stderr", "ab"),  # noqa: SIM115
             start_new_session=True,
         )
         try:
-            wait_for_port(self.port, timeout=30)
+            # Under tracemalloc every import is slower: a traced bridge takes a while to start.
+            wait_for_port(self.port, timeout=180 if self.trace_memory else 30)
             with urllib.request.urlopen(self.url + "/healthz", timeout=10) as response:
                 response.read()
         except Exception as e:
@@ -172,6 +201,25 @@ class Bridge:
 
     def rss_kb(self) -> int:
         return rss_kb(self.pid)
+
+    def snapshot(self, timeout: float = 300) -> Any:
+        """A tracemalloc snapshot of the running bridge (needs ``trace_memory``)."""
+        import pickle
+
+        assert self.trace_memory, "the bridge was not started under bench.memhook"
+        seen = set(self.snapshots.glob("snapshot-*.pickle"))
+        os.kill(self.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            new = set(self.snapshots.glob("snapshot-*.pickle")) - seen
+            if new:
+                path = new.pop()
+                with path.open("rb") as data:
+                    snapshot = pickle.load(data)
+                path.unlink()
+                return snapshot
+            time.sleep(0.2)
+        raise BenchError(f"the bridge wrote no tracemalloc snapshot within {timeout:.0f} s")
 
     def stop(self) -> None:
         stop_process(self.process)

@@ -407,6 +407,23 @@ class Worker:
             await client.close()
         return summarise(latencies)
 
+    async def cmd_logins(self, accounts: list[list[str]], parallel: int) -> dict[str, Any]:
+        """Log ``accounts`` in, ``parallel`` at a time (connect, TLS, SASL, bind), then out again."""
+        raise_open_files_limit()
+        limit = defer.DeferredSemaphore(parallel)
+        clients: list[PlainClient] = []
+
+        async def one(jid: str, password: str) -> None:
+            clients.append(await self.login(jid, password))
+
+        started = now_us()
+        await defer.gatherResults(
+            [limit.run(lambda j=j, p=p: defer.Deferred.fromCoroutine(one(j, p))) for j, p in accounts]
+        )
+        seconds = (now_us() - started) / 1_000_000
+        await defer.DeferredList([client.close() for client in clients])
+        return {"open": len(clients), "seconds": seconds}
+
     async def cmd_rate(self, targets: list[str], rate: float, seconds: float) -> dict[str, Any]:
         """Open loop: ``rate`` messages per second to random ``targets``, spread over the
         connections, for ``seconds``."""

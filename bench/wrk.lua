@@ -4,6 +4,8 @@
 -- so the keep-alive connections send as several users; each body carries the request's
 -- start time ("bench:<Unix microseconds>:") for the receiving clients to time delivery.
 -- MODE "get": GET, rotating over FILE's lines "Authorization<TAB>path".
+-- MODE "rest": Prosody's mod_rest, POST /rest/message/chat/<recipient> with a text/plain
+-- body (the same stamped text) and "Host: localhost" (mod_rest serves the VirtualHost).
 -- done() prints one line "BENCH {json}" for bench.procs.wrk to read.
 
 local ffi = require("ffi")
@@ -48,6 +50,11 @@ function request()
     headers["Content-Type"] = "application/json"
     local body = '{"to":"' .. entry[2] .. '","body":"bench:' .. stamp() .. ':hello from the benchmark"}'
     return wrk.format("POST", "/api/messages", headers, body)
+  end
+  if mode == "rest" then
+    headers["Content-Type"] = "text/plain"
+    headers["Host"] = "localhost"
+    return wrk.format("POST", "/rest/message/chat/" .. entry[2], headers, "bench:" .. stamp() .. ":hello from the benchmark")
   end
   return wrk.format("GET", entry[2], headers, nil)
 end

@@ -15,9 +15,11 @@ from bench.model import Run
 from bench.scenarios.archive import scenario_archive
 from bench.scenarios.cluster import scenario_cluster
 from bench.scenarios.cold import scenario_cold
+from bench.scenarios.modrest import scenario_modrest
 from bench.scenarios.rooms import scenario_rooms
 from bench.scenarios.send import scenario_send
 from bench.scenarios.sse import scenario_sse
+from bench.scenarios.streams import scenario_memory, scenario_streams
 
 SCENARIOS: dict[str, Callable[[Run], None]] = {
     "send": scenario_send,
@@ -25,5 +27,8 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "sse": scenario_sse,
     "rooms": scenario_rooms,
     "cold": scenario_cold,
+    "streams": scenario_streams,
+    "memory": scenario_memory,
+    "modrest": scenario_modrest,
     "cluster": scenario_cluster,
 }

@@ -77,4 +77,4 @@ def scenario_archive(run: Run) -> None:
         )
     )
     ratio = best["bridge"]["p50_ms"] / best["plain"]["p50_ms"]
-    run.targets.append(Target("archive p50 vs plain MAM", "<= 1.5 x", f"{ratio:.2f} x", ratio <= 1.5))
+    run.targets.append(Target("archive p50 vs plain MAM", "<= 1.3 x", f"{ratio:.2f} x", ratio <= 1.3))

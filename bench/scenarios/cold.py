@@ -78,7 +78,7 @@ def scenario_cold(run: Run) -> None:
             f"idle {idle / 1024:.1f} MB; after {sizes.cold_users} sessions {after / 1024:.1f} MB",
         )
     )
-    run.targets.append(Target("idle RSS", "< 60 MB", f"{idle / 1024:.1f} MB", idle / 1024 < 60))
+    run.targets.append(Target("idle RSS", "< 50 MB", f"{idle / 1024:.1f} MB", idle / 1024 < 50))
     run.targets.append(
         Target("first request of a new user", "< 50 ms", f"p50 {p50:.1f} ms, max {latencies[-1]:.1f} ms", p50 < 50)
     )

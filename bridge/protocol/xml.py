@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import types
+from collections.abc import Callable
 
 from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
@@ -68,22 +69,109 @@ def to_xml(
     return str(serializer.getValue())
 
 
+# A chunk of the stream that is nothing but IQ answers without content, as servers write the
+# answer to a ping (``<iq type='result' id='...' from='...' to='...'/>``), and their attributes.
+_BARE_IQS = re.compile(rb"(?:\s*<iq(?:\s+[A-Za-z:]+\s*=\s*(?:'[^'<&]*'|\"[^\"<&]*\"))*\s*/>)+\s*")
+_BARE_IQ = re.compile(rb"<iq\s[^>]*/>")
+_ATTRIBUTE = re.compile(rb"([A-Za-z:]+)\s*=\s*(?:'([^'<&]*)'|\"([^\"<&]*)\")")
+# Longer chunks are never a few bare answers: not worth a look.
+_BARE_IQS_MAX = 2048
+
+# (id, from) of each bare IQ result of a chunk -> True when they were all taken (see below).
+BareResults = Callable[[list[tuple[str, str | None]]], bool]
+
+
+def bare_results(data: bytes) -> list[tuple[str, str | None]] | None:
+    """(id, from) of every IQ in ``data`` when it is nothing but bare ``result`` IQs, else None."""
+    if len(data) > _BARE_IQS_MAX or _BARE_IQS.fullmatch(data) is None:
+        return None
+    answers = []
+    for iq in _BARE_IQ.findall(data):
+        attributes = {m[1]: m[2] or m[3] for m in _ATTRIBUTE.finditer(iq)}
+        iq_id = attributes.get(b"id")
+        if attributes.get(b"type") != b"result" or not iq_id:
+            return None
+        sender = attributes.get(b"from")
+        try:
+            answers.append((iq_id.decode("utf-8"), sender.decode("utf-8") if sender is not None else None))
+        except UnicodeDecodeError:
+            return None
+    return answers
+
+
 class StanzaStream(xmlstream.XmlStream):
     """The bridge's XMPP streams (user sessions and the component): Twisted's, with ``to_xml``.
 
     Every writer on a stream (wokkel's IQ tracking, handlers' ``xmlstream.send``, the
     session's ``send``) ends in ``send``, so this is the one place stanzas are serialised.
+    ``queue`` holds stanzas back (serialised at once, so they are what they were when
+    queued) until the next ``send`` or ``flush``, which writes them and what it sends in
+    one write: one TLS record and one system call for a batch instead of one each, and the
+    stream's order is the order of the calls whatever goes through ``queue`` or ``send``.
     """
 
-    def send(self, obj: domish.Element | str | bytes) -> None:
+    _queued: list[str] | None = None
+    # Set by a session: takes the answers of a chunk that holds only bare IQ results (its
+    # pings'), or refuses them all (False) and the chunk goes to the parser as usual.
+    take_bare_results: BareResults | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        """Answers to the session's own pings skip the parser and the DOM; the rest is parsed.
+
+        Only between stanzas (no element open, so the parser holds no partial stanza that
+        the chunk would continue) and only when the whole chunk is bare IQ results that the
+        session takes: the parser never sees an element that is not complete and at the
+        top level, so skipping it leaves the parser's state as it was.
+        """
+        take = self.take_bare_results
+        stream = self.stream
+        if (
+            take is not None
+            and stream is not None
+            and stream.documentStarted
+            and stream.currElem is None
+            and self.rawDataInFn is None
+        ):
+            answers = bare_results(data)
+            if answers and take(answers):
+                return
+        super().dataReceived(data)
+
+    def _serialise(self, obj: domish.Element | str | bytes) -> str | bytes:
         if domish.IElement.providedBy(obj):
-            obj = to_xml(
+            return to_xml(
                 obj,  # type: ignore[arg-type]
                 prefixes=self.prefixes,
                 default_uri=self.namespace,
                 prefixes_in_scope=list(self.prefixes.values()),
             )
-        xish_xmlstream.XmlStream.send(self, obj)
+        return obj  # type: ignore[return-value]  # str or bytes, written as they are
+
+    def queue(self, obj: domish.Element | str) -> None:
+        """Serialise ``obj`` now and write it with the next ``send`` or ``flush``."""
+        text = self._serialise(obj)
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        if self._queued is None:
+            self._queued = [text]
+        else:
+            self._queued.append(text)
+
+    def flush(self) -> None:
+        """Write what ``queue`` holds, if anything."""
+        if self._queued is not None:
+            queued, self._queued = self._queued, None
+            xish_xmlstream.XmlStream.send(self, "".join(queued))
+
+    def send(self, obj: domish.Element | str | bytes) -> None:
+        data = self._serialise(obj)
+        if self._queued is not None:
+            queued, self._queued = self._queued, None
+            if isinstance(data, bytes):
+                data = data.decode("utf-8")
+            queued.append(data)
+            data = "".join(queued)
+        xish_xmlstream.XmlStream.send(self, data)
 
 
 # --- Reading elements ---

@@ -74,6 +74,21 @@ class _SASLInitializer(sasl.SASLInitiatingInitializer):
         self.mechanism = mechanism  # type: ignore[assignment]  # Twisted's attribute is inferred as DigestMD5
 
 
+class _SessionInitializer(client.SessionInitializer):
+    """RFC 3921 session establishment only where the server still needs it.
+
+    RFC 6121 dropped it; servers that still advertise it mark it ``<optional/>`` (RFC 3921
+    errata, draft-cridland-xmpp-session), as Prosody and ejabberd do: then the round trip
+    it costs every login is skipped.
+    """
+
+    def start(self) -> Any:
+        feature = self.xmlstream.features.get(self.feature)
+        if feature is not None and any(child.name == "optional" for child in feature.elements()):
+            return None
+        return super().start()
+
+
 class SessionAuthenticator(client.XMPPAuthenticator):
     """Client stream initialisation under the bridge's TLS policy.
 
@@ -102,5 +117,5 @@ class SessionAuthenticator(client.XMPPAuthenticator):
             tls,
             _SASLInitializer(xs, required=True),
             client.BindInitializer(xs, required=True),
-            client.SessionInitializer(xs, required=False),
+            _SessionInitializer(xs, required=False),
         ]

@@ -10,8 +10,8 @@ from bridge.xmpp.session import Session
 async def send_acknowledged(session: Session, message: domish.Element) -> None:
     """Send ``message`` and return once the server has processed it.
 
-    The server handles a stream's stanzas in order, so the answer to a ping sent right
-    after the message means the message was routed (and archived) before it.
+    The server handles a stream's stanzas in order, so the answer to a ping sent after
+    the message means the message was routed (and archived) before it; messages of one
+    reactor turn on one session share that ping (``Session.send_acknowledged``).
     """
-    session.send(message)
-    await session.round_trip()
+    await session.send_acknowledged(message)

@@ -10,7 +10,7 @@ fails at once when the stream ends, so no HTTP request waits on a dead connectio
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -29,13 +29,16 @@ from wokkel import generic
 from wokkel.subprotocols import StreamManager, XMPPHandler
 
 from bridge.protocol.namespaces import NS_PING
-from bridge.protocol.xml import StanzaStream
+from bridge.protocol.xml import StanzaStream, escape_xml
 from bridge.xmpp.errors import AuthenticationFailed, ServerTimeout, ServerUnavailable
 from bridge.xmpp.login import PlaintextRefused, SessionAuthenticator
 
 log = Logger()
 
 HandlerT = TypeVar("HandlerT", bound=XMPPHandler)
+
+# Ids of the pings ``round_trip`` writes as text; wokkel's own ids are ``H_<n>``.
+_ping_ids = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,9 @@ class Session(StreamManager):
         self.jid = jid
         # The user's server, which answers the pings of round_trip (parsed once, not per ping).
         self.server_jid = JID(tuple=(None, jid.host, None))
+        self._ping_to = escape_xml(self.server_jid.full(), 1)
+        # Requests of ``send_acknowledged`` waiting for the ping of this reactor turn, or None.
+        self._batch: list[defer.Deferred[None]] | None = None
         self.ended: defer.Deferred[None] = defer.Deferred()
         # Kept by the pool: when a request last used the session, and how many streams hold it.
         self.last_used = 0.0
@@ -118,6 +124,9 @@ class Session(StreamManager):
     def _authd(self, xs: xmlstream.XmlStream) -> None:
         self.jid = xs.authenticator.jid
         self.server_jid = JID(tuple=(None, self.jid.host, None))
+        self._ping_to = escape_xml(self.server_jid.full(), 1)
+        if isinstance(xs, StanzaStream):
+            xs.take_bare_results = self._take_ping_answers
         # The password is not needed once the stream is authenticated; do not keep it.
         xs.authenticator.password = None
         super()._authd(xs)
@@ -150,9 +159,100 @@ class Session(StreamManager):
 
         Any answer counts, an error too: the server handles a stream's stanzas in order.
         """
-        ping = domish.Element((NS_PING, "ping"))
-        with contextlib.suppress(StanzaError):
-            await self.iq("get", ping, to=self.server_jid)
+        if not self.alive:
+            raise ServerUnavailable("the XMPP stream has ended")
+        try:
+            await self._ping()
+        except StanzaError:
+            pass
+        except xmlstream.TimeoutError:
+            raise ServerTimeout("the XMPP server did not answer in time") from None
+
+    def _ping(self) -> defer.Deferred[object]:
+        """An XEP-0199 ping written as text, tracked like wokkel's IQ requests.
+
+        The same stanza as ``iq("get", <ping/>)`` without building and serialising a DOM
+        for it: the acknowledgement of every message costs one. The answer comes back
+        through wokkel's IQ response observer; a stream that ends fails it with the
+        session's ``ServerUnavailable``, a silent server with ``TimeoutError``.
+        """
+        ping_id = f"bp{next(_ping_ids)}"
+        answer: defer.Deferred[object] = defer.Deferred()
+        self._iqDeferreds[ping_id] = answer
+
+        def timed_out() -> None:
+            if self._iqDeferreds.pop(ping_id, None) is answer:
+                answer.errback(xmlstream.TimeoutError("IQ timed out"))
+
+        timer = self._reactor.callLater(self.timeout, timed_out)
+
+        def stop_timer(result: object) -> object:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        answer.addBoth(stop_timer)
+        self.send(f"<iq type='get' id='{ping_id}' to='{self._ping_to}'><ping xmlns='{NS_PING}'/></iq>")
+        return answer
+
+    def _answers_ping(self, ping_id: str, sender: str | None) -> bool:
+        """Whether an IQ answer is the server's answer to one of this session's pings.
+
+        Ping ids are a counter: an answer from anyone but the user's server (a contact
+        that guessed an id) must not acknowledge anything.
+        """
+        return ping_id.startswith("bp") and ping_id in self._iqDeferreds and sender in (None, self.server_jid.host)
+
+    def _take_ping_answers(self, answers: list[tuple[str, str | None]]) -> bool:
+        """StanzaStream's hook: fire the pings of a chunk of bare results, if they all are ours."""
+        if not all(self._answers_ping(ping_id, sender) for ping_id, sender in answers):
+            return False
+        for ping_id, _ in answers:
+            self._iqDeferreds.pop(ping_id).callback(None)
+        return True
+
+    def _onIQResponse(self, iq: domish.Element) -> None:
+        if iq.getAttribute("id", "").startswith("bp") and not self._answers_ping(iq["id"], iq.getAttribute("from")):
+            return  # not the server's answer to our ping: leave the ping waiting
+        super()._onIQResponse(iq)
+
+    def send_acknowledged(self, stanza: domish.Element) -> defer.Deferred[None]:
+        """Send ``stanza``; the result fires once the server has processed it.
+
+        Stanzas sent in one reactor turn share one ping, written with them in one write
+        after the turn (``_acknowledge_batch``): the server handles the stream in order,
+        so its answer acknowledges every stanza before it. Until the answer, nothing is
+        acknowledged; a stream that ends, or a server that does not answer in time, fails
+        every request of the batch.
+        """
+        if not self.alive:
+            raise ServerUnavailable("the XMPP stream has ended")
+        queue = getattr(self.xmlstream, "queue", None)
+        if queue is not None:
+            queue(stanza)  # written with the next send: the batch's ping, or anything before it
+        else:
+            self.send(stanza)  # a plain XmlStream (tests): no queue, nothing to coalesce
+        waiter: defer.Deferred[None] = defer.Deferred()
+        if self._batch is None:
+            self._batch = []
+            self._reactor.callLater(0, self._acknowledge_batch)
+        self._batch.append(waiter)
+        return waiter
+
+    def _acknowledge_batch(self) -> None:
+        waiters, self._batch = self._batch or [], None
+        answered = defer.Deferred.fromCoroutine(self.round_trip())
+
+        def done(result: object) -> None:
+            for waiter in waiters:
+                if waiter.called:  # its request was cancelled (the client went away)
+                    continue
+                if isinstance(result, Failure):
+                    waiter.errback(result)
+                else:
+                    waiter.callback(None)
+
+        answered.addBoth(done)
 
     def close(self) -> None:
         """End the stream politely; handlers see connectionLost as usual."""

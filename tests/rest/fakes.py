@@ -247,6 +247,10 @@ class FakeSession:
     async def round_trip(self) -> None:
         self.check()
 
+    async def send_acknowledged(self, stanza: domish.Element) -> None:
+        self.send(stanza)
+        await self.round_trip()
+
     async def iq(
         self, stanza_type: str, payload: domish.Element, to: JID | None = None, timeout: float | None = None
     ) -> domish.Element:

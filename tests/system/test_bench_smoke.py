@@ -34,6 +34,10 @@ EXPECTED = [
     ("plain XMPP, 5 receiving clients", "skipped: sse:"),
     ("5 streams, messages to random users", "skipped: sse:"),
     ("room of 3, message to all streams", "skipped: rooms:"),
+    ("plain XMPP logins",),
+    ("bridge GET /api/sse opened (login included)",),
+    ("memory per stream, by part (KB)",),
+    ("Prosody mod_rest POST /rest/message", "skipped: modrest:"),
 ]
 
 

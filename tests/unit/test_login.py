@@ -72,3 +72,33 @@ class LoginPolicyTests(unittest.TestCase):
         transport, failures = self.connect("disabled", STARTTLS_REQUIRED + mechanisms("PLAIN"))
         self.assertNotIn(b"<auth", transport.value())
         self.assertTrue(failures[0].check(xmlstream.TLSRequired))
+
+
+class SessionEstablishmentTests(unittest.TestCase):
+    def initializer(self, session_feature: bytes) -> tuple[StringTransport, object]:
+        """The session initializer of a stream whose features after binding are ``session_feature``."""
+        from bridge.xmpp.login import _SessionInitializer
+
+        stream = xmlstream.XmlStream(xmlstream.ConnectAuthenticator("localhost"))
+        transport = StringTransport()
+        stream.makeConnection(transport)
+        stream.dataReceived(HEADER)
+        features: list[object] = []
+        stream.addObserver("/features", features.append)
+        stream.dataReceived(b"<stream:features>" + session_feature + b"</stream:features>")
+        stream.features = {(e.uri, e.name): e for e in features[0].elements()}  # type: ignore[attr-defined]
+        transport.clear()
+        return transport, _SessionInitializer(stream, required=False).initialize()
+
+    def test_optional_session_is_skipped(self) -> None:
+        """A session feature marked optional costs no round trip: nothing is sent."""
+        transport, result = self.initializer(
+            b"<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>"
+        )
+        self.assertIsNone(result)
+        self.assertEqual(transport.value(), b"")
+
+    def test_mandatory_session_is_established(self) -> None:
+        """A session feature without optional (an RFC 3921 server) is still established."""
+        transport, _ = self.initializer(b"<session xmlns='urn:ietf:params:xml:ns:xmpp-session'/>")
+        self.assertIn(b"urn:ietf:params:xml:ns:xmpp-session", transport.value())
