@@ -38,6 +38,8 @@ EXPECTED = [
     ("bridge GET /api/sse opened (login included)",),
     ("memory per stream, by part (KB)",),
     ("Prosody mod_rest POST /rest/message", "skipped: modrest:"),
+    ("1 bridge process behind HAProxy", "skipped: cluster:"),
+    ("3 bridge processes behind HAProxy", "skipped: cluster:"),
 ]
 
 
