@@ -8,7 +8,6 @@ The figures (failover times, message counts) are printed for the closing note of
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,6 +18,7 @@ from twisted.trial import unittest
 
 from tests.cluster.cluster import Cluster, Node, cluster_server
 from tests.cluster.load import Follower, Http, Ledger, User, send_until_acked
+from tests.servers.fixture import new_user
 from tests.servers.postgres import postgres_url
 
 USERS = 9
@@ -77,13 +77,7 @@ class ClusterTests(unittest.TestCase):
         self.addCleanup(lambda: defer.Deferred.fromCoroutine(self.http.close()))
 
     def users(self, count: int) -> list[User]:
-        made = []
-        for number in range(count):
-            name = f"c{number}-{secrets.token_hex(3)}"
-            password = "pw-" + secrets.token_urlsafe(9)
-            self.server.register(name, password)
-            made.append(User(f"{name}@{self.server.domain}", password))
-        return made
+        return [User(*new_user(f"c{number}-", self.server)) for number in range(count)]
 
     async def room_with(self, owner: User, members: list[User]) -> str:
         code, answer = await self.http.call("POST", "/api/rooms", owner, {"name": "load", "subject": "cluster"})

@@ -28,7 +28,7 @@ from bridge.muclight.leader import ACTIVE, STANDBY
 from tests.integration.base import BridgeTestCase
 from tests.integration.test_rooms import next_groupchat, round_trip
 from tests.integration.test_rooms_xmpp import server_without_privileges
-from tests.servers.fixture import RunningBridge, start_bridge
+from tests.servers.fixture import RunningBridge, new_user, start_bridge
 from tests.servers.postgres import fresh_database, postgres_url
 from tests.servers.prosody import ProsodyServer
 from tests.servers.xmpp_client import PlainClient, connect_client
@@ -62,10 +62,7 @@ class ClusterComponentTests(BridgeTestCase):
         self.bridge = self.bridges["a"]
 
     def new_user(self, prefix: str = "user") -> tuple[str, str]:
-        name = f"{prefix}-{secrets.token_hex(4)}"
-        password = "pw-" + secrets.token_urlsafe(12)
-        self.own.register(name, password)
-        return f"{name}@{self.own.domain}", password
+        return new_user(prefix, self.own)
 
     async def client(self, user: tuple[str, str], resource: str = "phone") -> PlainClient:
         own = self.own

@@ -5,7 +5,6 @@ a real Prosody: with XEP-0356 privileges (the shared server), with directed pres
 from __future__ import annotations
 
 import atexit
-import os
 import secrets
 from typing import Any
 
@@ -18,7 +17,7 @@ from twisted.words.xish import domish
 from bridge.muclight.component import ComponentConnection
 from tests.integration.base import BridgeTestCase
 from tests.integration.test_rooms import RoomsTestCase, next_groupchat, notice_users, round_trip
-from tests.servers.fixture import start_bridge
+from tests.servers.fixture import new_user, start_bridge
 from tests.servers.prosody import ProsodyServer
 from tests.servers.xmpp_client import PlainClient, connect_client
 
@@ -219,10 +218,7 @@ class DedicatedServerTestCase(BridgeTestCase):
         await component.connected.addTimeout(20, reactor)
 
     def new_user(self, prefix: str = "user") -> tuple[str, str]:
-        name = f"{prefix}-{os.getpid()}-{secrets.token_hex(4)}"
-        password = "pw-" + secrets.token_urlsafe(12)
-        self.own.register(name, password)
-        return f"{name}@{self.own.domain}", password
+        return new_user(prefix, self.own)
 
     async def client(self, user: tuple[str, str], resource: str = "phone") -> PlainClient:
         own = self.own

@@ -7,8 +7,6 @@ Each test names the server behaviour it covers. ``BRIDGE_TEST_SERVER`` picks the
 from __future__ import annotations
 
 import atexit
-import os
-import secrets
 from typing import Any
 
 from twisted.internet import reactor
@@ -20,7 +18,7 @@ from twisted.words.xish import domish
 from bridge.protocol.namespaces import NS_CARBONS, NS_MAM
 from bridge.xmpp.capabilities import ServerFeatures, discover
 from tests.integration.base import BridgeTestCase
-from tests.servers.fixture import XmppServer, server_class, start_bridge
+from tests.servers.fixture import XmppServer, new_user, server_class, start_bridge
 
 
 class LogCapture:
@@ -136,10 +134,7 @@ class WithoutArchiveTests(BridgeTestCase):
         )
 
     def new_user(self, prefix: str = "user") -> tuple[str, str]:
-        name = f"{prefix}-{os.getpid()}-{secrets.token_hex(4)}"
-        password = "pw-" + secrets.token_urlsafe(12)
-        self.plain.register(name, password)
-        return f"{name}@{self.plain.domain}", password
+        return new_user(prefix, self.plain)
 
     async def test_messages_archive_answers_501_and_is_logged(self) -> None:
         """Without MAM, GET /api/messages answers 501 with a clear message and the bridge logs why once."""

@@ -10,13 +10,12 @@ here grants no XEP-0356 privileges, so directed presence is all the component ca
 from __future__ import annotations
 
 import atexit
-import secrets
 from typing import Any
 
 from twisted.internet import defer, reactor, task
 
 from tests.integration.test_sse import SseTestCase
-from tests.servers.fixture import XmppServer, server_class, start_bridge
+from tests.servers.fixture import XmppServer, new_user, server_class, start_bridge
 
 _plain: XmppServer | None = None
 
@@ -51,10 +50,7 @@ class LateComponentTests(SseTestCase):
         )
 
     def new_user(self, prefix: str = "user") -> tuple[str, str]:
-        name = f"{prefix}-{secrets.token_hex(4)}"
-        password = "pw-" + secrets.token_urlsafe(12)
-        self.own.register(name, password)
-        return f"{name}@{self.own.domain}", password
+        return new_user(prefix, self.own)
 
     async def test_stream_session_announced_before_the_component_gets_room_messages(self) -> None:
         """A stream opened while no component was connected receives live room messages once one connects."""

@@ -53,9 +53,9 @@ def xmpp_server() -> XmppServer:
     return _server
 
 
-def new_user(prefix: str = "user") -> tuple[str, str]:
-    """Register a fresh account; returns (bare JID, password)."""
-    server = xmpp_server()
+def new_user(prefix: str = "user", server: XmppServer | None = None) -> tuple[str, str]:
+    """Register a fresh account on ``server`` (default: the run's); returns (bare JID, password)."""
+    server = server or xmpp_server()
     name = f"{prefix}{next(_users)}-{os.getpid()}-{secrets.token_hex(3)}"
     password = "pw-" + secrets.token_urlsafe(12)
     server.register(name, password)
