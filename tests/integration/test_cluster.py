@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import time
 import urllib.error
@@ -29,7 +28,7 @@ from tests.integration.base import BridgeTestCase
 from tests.integration.test_rooms import next_groupchat, round_trip
 from tests.integration.test_rooms_xmpp import server_without_privileges
 from tests.servers.fixture import RunningBridge, new_user, start_bridge
-from tests.servers.postgres import fresh_database, postgres_url
+from tests.servers.postgres import fresh_test_database
 from tests.servers.prosody import ProsodyServer
 from tests.servers.xmpp_client import PlainClient, connect_client
 
@@ -41,13 +40,8 @@ class ClusterComponentTests(BridgeTestCase):
     timeout = 90
 
     async def _start(self) -> None:
-        server = postgres_url()
-        if server is None:
-            raise unittest.SkipTest(
-                "no PostgreSQL server (install Debian's postgresql, or set BRIDGE_TEST_POSTGRES_URL)"
-            )
+        database = fresh_test_database("bridge_cluster_")
         self.own: ProsodyServer = server_without_privileges()
-        database = fresh_database(server, "bridge_cluster_" + secrets.token_hex(4))
         self.bridges: dict[str, RunningBridge] = {}
         for node in ("a", "b"):
             self.bridges[node] = await start_bridge(
@@ -182,12 +176,7 @@ class SigkillTakeoverTests(unittest.TestCase):
     timeout = 120
 
     def setUp(self) -> None:
-        server = postgres_url()
-        if server is None:
-            raise unittest.SkipTest(
-                "no PostgreSQL server (install Debian's postgresql, or set BRIDGE_TEST_POSTGRES_URL)"
-            )
-        self.database = fresh_database(server, "bridge_sigkill_" + secrets.token_hex(4))
+        self.database = fresh_test_database("bridge_sigkill_")
 
     def start(self, node: str) -> tuple[Any, int]:
         from tests.servers.fixture import xmpp_server

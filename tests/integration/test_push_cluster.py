@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import secrets
 
 from twisted.internet import reactor, task
-from twisted.trial import unittest
 
 from bridge.push import worker
 from tests.integration.base import BridgeTestCase
 from tests.integration.push_receiver import Receiver
 from tests.servers.fixture import start_bridge
-from tests.servers.postgres import fresh_database, postgres_url
+from tests.servers.postgres import fresh_test_database
 
 PUSH = {"enabled": True, "allowed_hosts": ["127.0.0.1"]}
 
@@ -21,10 +19,7 @@ class SharedQueueTests(BridgeTestCase):
     timeout = 90
 
     def setUp(self):  # type: ignore[no-untyped-def]
-        server = postgres_url()
-        if server is None:
-            raise unittest.SkipTest("no PostgreSQL server")
-        self.database = fresh_database(server, "bridge_push_cluster_" + secrets.token_hex(4))
+        self.database = fresh_test_database("bridge_push_cluster_")
         self.bridge_sections = {"push": PUSH, "storage": {"url": self.database}}
         return super().setUp()
 

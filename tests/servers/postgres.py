@@ -12,6 +12,7 @@ import atexit
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -106,3 +107,18 @@ def restart_postgres() -> bool:
         return False
     subprocess.run(_restart_command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return True
+
+
+def fresh_test_database(prefix: str) -> str:
+    """A fresh database for one test (``prefix`` plus random hex); skips the test when there
+    is no PostgreSQL server or no psycopg2."""
+    from twisted.trial.unittest import SkipTest
+
+    server = postgres_url()
+    if server is None:
+        raise SkipTest("no PostgreSQL server (install Debian's postgresql, or set BRIDGE_TEST_POSTGRES_URL)")
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        raise SkipTest("psycopg2 is not installed") from None
+    return fresh_database(server, prefix + secrets.token_hex(4))

@@ -3,14 +3,13 @@ processes' leaders on one database, as two leaders in this test's reactor."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from twisted.internet import defer, reactor, task, threads
 from twisted.trial import unittest
 
 from bridge.muclight.leader import ACTIVE, STANDBY, Leader, PostgresLock, lock_key
-from tests.servers.postgres import fresh_database, postgres_url, restart_postgres
+from tests.servers.postgres import fresh_test_database, restart_postgres
 
 # DESIGN.md: a standby takes over within 10 s of the active process dying.
 TAKEOVER_BOUND = 10.0
@@ -48,16 +47,7 @@ class PostgresLeaderTests(unittest.TestCase):
     timeout = 60
 
     def setUp(self) -> None:
-        server = postgres_url()
-        if server is None:
-            raise unittest.SkipTest(
-                "no PostgreSQL server (install Debian's postgresql, or set BRIDGE_TEST_POSTGRES_URL)"
-            )
-        try:
-            import psycopg2  # noqa: F401
-        except ImportError:
-            raise unittest.SkipTest("psycopg2 is not installed") from None
-        self.url = fresh_database(server, "bridge_leader_" + secrets.token_hex(4))
+        self.url = fresh_test_database("bridge_leader_")
 
     def leader(self, node: str, service: str = "muclight.localhost") -> tuple[Leader, Component]:
         component = Component()

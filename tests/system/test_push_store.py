@@ -8,25 +8,17 @@ from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from bridge.store import Store, Webhook, open_store
-from tests.servers.postgres import fresh_database, postgres_url
+from bridge.store import Webhook, open_store
+from tests.servers.postgres import fresh_test_database
+from tests.system.test_store import StoreCase
 
 
 def webhook(user: str = "a@x", webhook_id: str | None = None) -> Webhook:
     return Webhook(webhook_id or secrets.token_hex(4), user, "https://h.example/x", "s3cret", secrets.token_hex(6))
 
 
-class PushStoreTests:
+class PushStoreTests(StoreCase):
     """Mixed into a TestCase that provides ``url()``."""
-
-    def url(self) -> str:
-        raise NotImplementedError
-
-    async def open(self, clock: Clock | None = None) -> Store:
-        store = open_store(self.url(), reactor, clock)
-        await store.start()
-        self.addCleanup(store.close)  # type: ignore[attr-defined]
-        return store
 
     async def test_webhooks_round_trip_limit_and_removal(self) -> None:
         """Webhooks are stored per user up to the limit, found by node, and removed with their queued deliveries."""
@@ -115,10 +107,7 @@ class SqlitePushStoreTests(PushStoreTests, unittest.TestCase):
 
 class PostgresPushStoreTests(PushStoreTests, unittest.TestCase):
     def setUp(self) -> None:
-        server = postgres_url()
-        if server is None:
-            raise unittest.SkipTest("no PostgreSQL server")
-        self._url = fresh_database(server, "bridge_push_" + secrets.token_hex(4))
+        self._url = fresh_test_database("bridge_push_")
 
     def url(self) -> str:
         return self._url

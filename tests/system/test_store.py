@@ -22,7 +22,7 @@ from bridge.store import (
     open_store,
 )
 from bridge.store.schema import MIGRATIONS
-from tests.servers.postgres import fresh_database, postgres_url
+from tests.servers.postgres import fresh_test_database
 
 
 def item(text: str, sender: str | None = "a@x") -> NewArchiveItem:
@@ -31,8 +31,8 @@ def item(text: str, sender: str | None = "a@x") -> NewArchiveItem:
     )
 
 
-class StoreTests:
-    """Mixed into a TestCase that provides ``url()``."""
+class StoreCase:
+    """A store test's plumbing, mixed into a TestCase that provides ``url()``."""
 
     def url(self) -> str:
         raise NotImplementedError
@@ -42,6 +42,10 @@ class StoreTests:
         await store.start()
         self.addCleanup(store.close)  # type: ignore[attr-defined]
         return store
+
+
+class StoreTests(StoreCase):
+    """The store's behaviour, the same on every back-end."""
 
     async def test_room_round_trip_and_conflicts(self) -> None:
         """A room is stored with its occupants in order; a second create and a stale update are refused."""
@@ -278,16 +282,7 @@ class SqliteStoreTests(StoreTests, unittest.TestCase):
 
 class PostgresStoreTests(StoreTests, unittest.TestCase):
     def setUp(self) -> None:
-        server = postgres_url()
-        if server is None:
-            raise unittest.SkipTest(
-                "no PostgreSQL server (install Debian's postgresql, or set BRIDGE_TEST_POSTGRES_URL)"
-            )
-        try:
-            import psycopg2  # noqa: F401
-        except ImportError:
-            raise unittest.SkipTest("psycopg2 is not installed") from None
-        self._url = fresh_database(server, "bridge_test_" + secrets.token_hex(4))
+        self._url = fresh_test_database("bridge_test_")
 
     def url(self) -> str:
         return self._url
