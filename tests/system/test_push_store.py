@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import secrets
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from bridge.store import Webhook, open_store
+from bridge.store import Webhook
 from tests.servers.postgres import fresh_test_database
 from tests.system.test_store import StoreCase
 
@@ -111,11 +111,3 @@ class PostgresPushStoreTests(PushStoreTests, unittest.TestCase):
 
     def url(self) -> str:
         return self._url
-
-    async def test_processes_starting_together_all_open_the_store(self) -> None:
-        """Several processes opening one fresh database at once all migrate it without error."""
-        stores = [open_store(self.url(), reactor) for _ in range(4)]
-        for store in stores:
-            self.addCleanup(store.close)
-        await defer.gatherResults([defer.Deferred.fromCoroutine(store.start()) for store in stores])
-        self.assertEqual(await stores[3].push_queue_stats(), (0, None))
