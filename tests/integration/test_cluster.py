@@ -27,10 +27,10 @@ from bridge.muclight.leader import ACTIVE, STANDBY
 from tests.integration.base import BridgeTestCase
 from tests.integration.test_rooms import next_groupchat, round_trip
 from tests.integration.test_rooms_xmpp import server_without_privileges
-from tests.servers.fixture import RunningBridge, new_user, start_bridge
+from tests.servers.fixture import RunningBridge, new_user, start_bridge, until, xmpp_client
 from tests.servers.postgres import fresh_test_database
 from tests.servers.prosody import ProsodyServer
-from tests.servers.xmpp_client import PlainClient, connect_client
+from tests.servers.xmpp_client import PlainClient
 
 # DESIGN.md: the standby takes over within 10 s of the active process dying.
 TAKEOVER_BOUND = 10.0
@@ -59,26 +59,14 @@ class ClusterComponentTests(BridgeTestCase):
         return new_user(prefix, self.own)
 
     async def client(self, user: tuple[str, str], resource: str = "phone") -> PlainClient:
-        own = self.own
-        client = await connect_client(reactor, "127.0.0.1", own.c2s_port, user[0], user[1], str(own.ca_file), resource)
-        self.addCleanup(client.close)
-        return client
-
-    async def until(self, condition: Any, limit: float) -> float:
-        """Seconds until ``condition()`` holds, polled every 0.05 s; fails past ``limit``."""
-        started = reactor.seconds()
-        while not condition():
-            if reactor.seconds() - started > limit:
-                self.fail(f"not within {limit} s")
-            await task.deferLater(reactor, 0.05, lambda: None)
-        return reactor.seconds() - started
+        return await xmpp_client(reactor, user[0], user[1], self.addCleanup, resource, self.own)
 
     def connected(self, bridge: RunningBridge) -> bool:
         return bridge.parts.component is not None and bridge.parts.component.alive
 
     async def active_and_standby(self) -> tuple[RunningBridge, RunningBridge]:
         """Once one bridge's component is connected: (that one, the other)."""
-        await self.until(lambda: any(self.connected(b) for b in self.bridges.values()), TAKEOVER_BOUND)
+        await until(reactor, lambda: any(self.connected(b) for b in self.bridges.values()), TAKEOVER_BOUND)
         a, b = self.bridges["a"], self.bridges["b"]
         return (a, b) if self.connected(a) else (b, a)
 
@@ -129,7 +117,7 @@ class ClusterComponentTests(BridgeTestCase):
         room_id, _, listener = await self.room_with_online_member(active)
         stopped = reactor.seconds()
         await active.stop()
-        took = await self.until(lambda: self.connected(standby), TAKEOVER_BOUND)
+        took = await until(reactor, lambda: self.connected(standby), TAKEOVER_BOUND)
         print(f"\n  active bridge stopped: the standby's component connected after {reactor.seconds() - stopped:.2f} s")
         self.assertLess(took, TAKEOVER_BOUND)
         self.assertEqual(standby.parts.leader.state, ACTIVE)
@@ -153,9 +141,9 @@ class ClusterComponentTests(BridgeTestCase):
             )
         admin.close()
         cut = reactor.seconds()
-        await self.until(lambda: not self.connected(active), TAKEOVER_BOUND)
+        await until(reactor, lambda: not self.connected(active), TAKEOVER_BOUND)
         fenced = reactor.seconds() - cut
-        await self.until(lambda: self.connected(standby), TAKEOVER_BOUND - fenced)
+        await until(reactor, lambda: self.connected(standby), TAKEOVER_BOUND - fenced)
         took = reactor.seconds() - cut
         print(
             f"\n  lock session terminated: old component dropped after {fenced:.2f} s,"

@@ -17,9 +17,9 @@ from twisted.words.xish import domish
 from bridge.muclight.component import ComponentConnection
 from tests.integration.base import BridgeTestCase
 from tests.integration.test_rooms import RoomsTestCase, next_groupchat, notice_users, round_trip
-from tests.servers.fixture import new_user, start_bridge
+from tests.servers.fixture import new_user, start_bridge, xmpp_client
 from tests.servers.prosody import ProsodyServer
-from tests.servers.xmpp_client import PlainClient, connect_client
+from tests.servers.xmpp_client import PlainClient
 
 NS = "urn:xmpp:muclight:0"
 NS_MAM = "urn:xmpp:mam:2"
@@ -221,10 +221,7 @@ class DedicatedServerTestCase(BridgeTestCase):
         return new_user(prefix, self.own)
 
     async def client(self, user: tuple[str, str], resource: str = "phone") -> PlainClient:
-        own = self.own
-        client = await connect_client(reactor, "127.0.0.1", own.c2s_port, user[0], user[1], str(own.ca_file), resource)
-        self.addCleanup(client.close)
-        return client
+        return await xmpp_client(reactor, user[0], user[1], self.addCleanup, resource, self.own)
 
     async def call_ok(self, method: str, path: str, user: Any, body: Any = None, code: int = 200) -> Any:
         reply = await self.call(method, path, user, body)

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from treq.client import HTTPClient
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from bridge.config import Config, HttpConfig, MucLightConfig, StorageConfig, XmppConfig
@@ -109,10 +109,25 @@ async def start_bridge(reactor: Any, workdir: str, add_cleanup: Callable[..., No
 
 
 async def xmpp_client(
-    reactor: Any, jid: str, password: str, add_cleanup: Callable[..., None], resource: str = "phone"
+    reactor: Any,
+    jid: str,
+    password: str,
+    add_cleanup: Callable[..., None],
+    resource: str = "phone",
+    server: XmppServer | None = None,
 ) -> PlainClient:
-    """A plain XMPP client logged in as ``jid``, closed after the test."""
-    server = xmpp_server()
+    """A plain XMPP client logged in as ``jid`` on ``server`` (default: the run's), closed after the test."""
+    server = server or xmpp_server()
     client = await connect_client(reactor, "127.0.0.1", server.c2s_port, jid, password, str(server.ca_file), resource)
     add_cleanup(client.close)
     return client
+
+
+async def until(reactor: Any, condition: Callable[[], bool], limit: float) -> float:
+    """Seconds until ``condition()`` holds, polled every 0.05 s; fails past ``limit``."""
+    started = reactor.seconds()
+    while not condition():
+        if reactor.seconds() - started > limit:
+            raise AssertionError(f"not within {limit} s")
+        await task.deferLater(reactor, 0.05, lambda: None)
+    return reactor.seconds() - started

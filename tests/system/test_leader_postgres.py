@@ -9,6 +9,7 @@ from twisted.internet import defer, reactor, task, threads
 from twisted.trial import unittest
 
 from bridge.muclight.leader import ACTIVE, STANDBY, Leader, PostgresLock, lock_key
+from tests.servers.fixture import until
 from tests.servers.postgres import fresh_test_database, restart_postgres
 
 # DESIGN.md: a standby takes over within 10 s of the active process dying.
@@ -56,15 +57,6 @@ class PostgresLeaderTests(unittest.TestCase):
         self.addCleanup(lambda: leader.stopService() if leader.running else None)
         return leader, component
 
-    async def until(self, condition: Any, limit: float) -> float:
-        """Seconds until ``condition()`` holds, polled every 0.05 s; fails past ``limit``."""
-        started = reactor.seconds()
-        while not condition():
-            if reactor.seconds() - started > limit:
-                self.fail(f"not within {limit} s")
-            await task.deferLater(reactor, 0.05, lambda: None)
-        return reactor.seconds() - started
-
     async def settle(self, seconds: float) -> None:
         await task.deferLater(reactor, seconds, lambda: None)
 
@@ -72,19 +64,19 @@ class PostgresLeaderTests(unittest.TestCase):
         """Two leaders on one database: one is active and runs the component, the other stands by, and it
         stays so over several lease checks; a leader of another component is not excluded."""
         (first, one), (second, two) = self.leader("a"), self.leader("b")
-        await self.until(lambda: ACTIVE in (first.state, second.state), 5)
+        await until(reactor, lambda: ACTIVE in (first.state, second.state), 5)
         await self.settle(5)
         states = sorted([first.state, second.state])
         self.assertEqual(states, [ACTIVE, STANDBY])
         self.assertEqual(sorted([one.running, two.running]), [False, True])
         other, _ = self.leader("c", service="muclight.example.com")
-        await self.until(lambda: other.state == ACTIVE, 5)
+        await until(reactor, lambda: other.state == ACTIVE, 5)
 
     async def test_terminated_session_hands_over_within_the_bound(self) -> None:
         """Terminating the holder's session (as a PostgreSQL restart or a network cut would end it) fences the
         holder's component and the standby takes over within 10 s."""
         (first, one), (second, two) = self.leader("a"), self.leader("b")
-        await self.until(lambda: ACTIVE in (first.state, second.state), 5)
+        await until(reactor, lambda: ACTIVE in (first.state, second.state), 5)
         holder, holder_component, standby, standby_component = (
             (first, one, second, two) if first.state == ACTIVE else (second, two, first, one)
         )
@@ -94,9 +86,9 @@ class PostgresLeaderTests(unittest.TestCase):
             f"WHERE application_name = 'bridge-leader {holder.node}'",
         )
         cut = reactor.seconds()
-        await self.until(lambda: not holder_component.running, TAKEOVER_BOUND)
+        await until(reactor, lambda: not holder_component.running, TAKEOVER_BOUND)
         fenced = reactor.seconds() - cut
-        await self.until(lambda: standby.state == ACTIVE, TAKEOVER_BOUND - fenced)
+        await until(reactor, lambda: standby.state == ACTIVE, TAKEOVER_BOUND - fenced)
         took = reactor.seconds() - cut
         self.assertEqual(holder_component.stops, [True])  # aborted, not closed politely
         self.assertTrue(standby_component.running)
@@ -108,13 +100,13 @@ class PostgresLeaderTests(unittest.TestCase):
         """After PostgreSQL restarts every session (and lock) is gone: the holder is fenced, and within 10 s
         of the server being back exactly one leader holds the lock and runs the component."""
         (first, one), (second, two) = self.leader("a"), self.leader("b")
-        await self.until(lambda: ACTIVE in (first.state, second.state), 5)
+        await until(reactor, lambda: ACTIVE in (first.state, second.state), 5)
         holder_component = one if first.state == ACTIVE else two
         if not await threads.deferToThread(restart_postgres):
             raise unittest.SkipTest("the PostgreSQL server is not this run's own (BRIDGE_TEST_POSTGRES_URL)")
         back = reactor.seconds()
-        await self.until(lambda: holder_component.stops, TAKEOVER_BOUND)
-        await self.until(lambda: ACTIVE in (first.state, second.state), TAKEOVER_BOUND - (reactor.seconds() - back))
+        await until(reactor, lambda: holder_component.stops, TAKEOVER_BOUND)
+        await until(reactor, lambda: ACTIVE in (first.state, second.state), TAKEOVER_BOUND - (reactor.seconds() - back))
         took = reactor.seconds() - back
         await self.settle(3)
         self.assertEqual(sorted([first.state, second.state]), [ACTIVE, STANDBY])
@@ -124,10 +116,10 @@ class PostgresLeaderTests(unittest.TestCase):
     async def test_stopped_holder_releases_at_once(self) -> None:
         """A holder that shuts down gives the lock up, and the standby takes over on its next retry."""
         (first, _), (second, _) = self.leader("a"), self.leader("b")
-        await self.until(lambda: ACTIVE in (first.state, second.state), 5)
+        await until(reactor, lambda: ACTIVE in (first.state, second.state), 5)
         holder, standby = (first, second) if first.state == ACTIVE else (second, first)
         await defer.maybeDeferred(holder.stopService)
-        took = await self.until(lambda: standby.state == ACTIVE, TAKEOVER_BOUND)
+        took = await until(reactor, lambda: standby.state == ACTIVE, TAKEOVER_BOUND)
         self.assertLess(took, 3.0)
         print(f"\n  holder stopped: standby active after {took:.2f} s")
 
@@ -135,7 +127,7 @@ class PostgresLeaderTests(unittest.TestCase):
         """The lock's session asks PostgreSQL for TCP keepalives of a few seconds, so a vanished holder's lock
         is freed quickly."""
         leader, _ = self.leader("a")
-        await self.until(lambda: leader.state == ACTIVE, 5)
+        await until(reactor, lambda: leader.state == ACTIVE, 5)
         rows = admin_query(
             self.url,
             "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
