@@ -13,9 +13,9 @@ from twisted.internet import reactor, threads
 from twisted.trial import unittest
 
 from tests.integration.push_receiver import Receiver
-from tests.integration.test_rooms_sigkill import request
+from tests.integration.test_rooms_sigkill import request, until_answers
 from tests.servers.fixture import new_user, xmpp_server
-from tests.servers.server import free_port, wait_for_port
+from tests.servers.server import free_port
 from tests.system.test_twistd import ROOT, TWISTD
 
 
@@ -35,17 +35,6 @@ class PushSigkillTests(unittest.TestCase):
             )
         self.addCleanup(lambda: process.poll() is None and (process.kill(), process.wait()))
         return process
-
-    def until_push_answers(self, port: int, user: tuple[str, str]) -> None:
-        deadline = time.monotonic() + 30
-        wait_for_port(port)
-        while True:
-            status, body = request(port, "GET", "/api/push", user)
-            if status == 200:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"push does not answer: {status} {body}")
-            time.sleep(0.3)
 
     def wait(self, condition: Any, seconds: float, what: str) -> None:
         deadline = time.monotonic() + seconds
@@ -71,7 +60,7 @@ class PushSigkillTests(unittest.TestCase):
         )
         log = work / "bridge.log"
         process = self.start(config, log)
-        self.until_push_answers(port, alice)
+        until_answers(port, "/api/push", alice)
         receiver.statuses = [500] * 1000
         status, created = request(port, "POST", "/api/push", alice, {"url": url})
         self.assertEqual(status, 201, created)

@@ -37,6 +37,19 @@ def request(port: int, method: str, path: str, user: tuple[str, str], body: Any 
         return e.code, json.loads(e.read() or b"null")
 
 
+def until_answers(port: int, path: str, user: tuple[str, str]) -> None:
+    """Until a restarted daemon answers ``GET path`` with 200 (its store and component are up), at most 30 s."""
+    deadline = time.monotonic() + 30
+    wait_for_port(port)
+    while True:
+        status, body = request(port, "GET", path, user)
+        if status == 200:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} does not answer: {status} {body}")
+        time.sleep(0.3)
+
+
 class SigkillTests(unittest.TestCase):
     timeout = 120
 
@@ -45,17 +58,6 @@ class SigkillTests(unittest.TestCase):
         process = twistd("bridge", "--config", config, env={"BRIDGE_MUCLIGHT_SECRET": server.component_secret})
         self.addCleanup(lambda: process.poll() is None and (process.kill(), process.wait()))
         return process
-
-    def until_rooms_answer(self, port: int, user: tuple[str, str]) -> None:
-        deadline = time.monotonic() + 30
-        wait_for_port(port)
-        while True:
-            status, body = request(port, "GET", "/api/rooms", user)
-            if status == 200:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"rooms do not answer: {status} {body}")
-            time.sleep(0.3)
 
     def scenario(self) -> None:
         server = xmpp_server()
@@ -71,7 +73,7 @@ class SigkillTests(unittest.TestCase):
             f'[storage]\nurl = "sqlite://{database}/bridge.sqlite3"\n'
         )
         process = self.start(str(config))
-        self.until_rooms_answer(port, alice)
+        until_answers(port, "/api/rooms", alice)
         status, created = request(port, "POST", "/api/rooms", alice, {"name": "n", "subject": "s"})
         self.assertEqual(status, 201, created)
         room_id = created["id"]
@@ -80,7 +82,7 @@ class SigkillTests(unittest.TestCase):
         process.wait()
         self.assertEqual(status, 200, sent)
         self.start(str(config))
-        self.until_rooms_answer(port, alice)
+        until_answers(port, "/api/rooms", alice)
         status, history = request(port, "GET", f"/api/rooms/{room_id}/messages", alice)
         self.assertEqual(status, 200, history)
         self.assertEqual([m["id"] for m in history if m["type"] == "message"], [sent["id"]])
