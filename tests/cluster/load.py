@@ -174,6 +174,21 @@ class Follower:
     def bodies(self, name: str) -> Counter[str]:
         return Counter(e["data"].get("body") for e in self.events if e["event"] == name and isinstance(e["data"], dict))
 
+    def twice(self, name: str) -> list[str]:
+        """Bodies that came twice with no ``reset`` between the copies. After a reset the
+        client re-reads the archive and dedupes by id anyway: a room whose component took a
+        retry over from a process that died re-sends what that process may have sent."""
+        seen: dict[str, float] = {}
+        found = []
+        for event in self.events:
+            if event["event"] != name or not isinstance(event["data"], dict):
+                continue
+            body = event["data"].get("body")
+            if body in seen and not any(seen[body] < reset <= event["at"] for reset in self.resets):
+                found.append(body)
+            seen[body] = event["at"]
+        return found
+
     async def run(self, reactor: Any, http: Http) -> None:
         agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
         while not self.stopped:

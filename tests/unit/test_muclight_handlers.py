@@ -22,6 +22,7 @@ from bridge.protocol.namespaces import (
     NS_AFFILIATIONS,
     NS_BLOCKING,
     NS_BRIDGE_ERRORS,
+    NS_DELAY,
     NS_DESTROY,
     NS_DISCO_INFO,
     NS_DISCO_ITEMS,
@@ -303,6 +304,27 @@ class GroupchatTests(HandlerTestCase):
         self.message(KATE, ROOM_JID, body="mine")
         self.assertEqual(len(self.sent), 3)
         self.assertEqual([item.sender for item in self.store.archive["testroom"]], [BOB, KATE])
+
+    def test_retry_of_what_another_process_archived_goes_out_once(self) -> None:
+        """A retry of an id the archive holds but this process never broadcast (its first attempt was
+        archived by a component that died before sending it) is broadcast now, as archived, with the
+        archive id; retried again, it is not."""
+        first = domish.Element((None, "message"))
+        first["from"], first["type"], first["id"] = f"{ROOM_JID}/{BOB}", "groupchat", "m1"
+        first.addElement("body", content="first")
+        item = NewArchiveItem("m1", "message", BOB, first.toXml())
+        self.successResultOf(defer.ensureDeferred(self.store.post_message("testroom", item, dedupe=True)))
+        self.message(BOB, ROOM_JID, body="retry")
+        self.assertEqual(sorted(m["to"] for m in self.sent), sorted(f"{u}/res1" for u in (ALICE, BOB, KATE)))
+        for sent in self.sent:
+            self.assertEqual((sent["from"], sent["id"], str(child(sent, "body"))), (f"{ROOM_JID}/{BOB}", "m1", "first"))
+            self.assertEqual([s["id"] for s in sent.elements(NS_SID, "stanza-id")], ["1"])
+            delay = child(sent, "delay", NS_DELAY)
+            assert delay is not None
+            self.assertEqual((delay["from"], delay["stamp"]), (ROOM_JID, "1970-01-01T00:00:01.000Z"))
+        self.assertEqual(len(self.store.archive["testroom"]), 1)
+        self.message(BOB, ROOM_JID, body="again")
+        self.assertEqual(self.sent, [])
 
     def test_refusals_bounce(self) -> None:
         """A chat message to a room is bad-request; a stranger's groupchat is item-not-found (not occupant)."""

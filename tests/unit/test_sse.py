@@ -35,7 +35,7 @@ from bridge.events import (
 from bridge.http.site import BridgeSite
 from bridge.protocol.events import incoming_event
 from bridge.xmpp.errors import ServerUnavailable
-from bridge.xmpp.events import SessionEvents
+from bridge.xmpp.events import REMEMBERED_ROOM_MESSAGES, RecentRoomMessages, SessionEvents
 from bridge.xmpp.pool import SessionPool
 
 OWN = "alice@localhost"
@@ -220,6 +220,64 @@ class TimestampUnitTests(unittest.TestCase):
         handler = session.find(SessionEvents)
         assert handler is not None
         self.assertEqual(handler.timestamp_unit, "us")
+
+
+class RepeatedRoomMessageTests(unittest.TestCase):
+    """A room's second broadcast of one message (after a component takeover) is one event."""
+
+    def setUp(self) -> None:
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+        self.handler = SessionEvents(lambda name, data: self.seen.append((name, data)), ROOMS, Clock())
+        self.handler.parent = FakeSession(f"{OWN}/rest-1")  # type: ignore[assignment]
+
+    def room(self, room: str, sender: str, message_id: str | None) -> None:
+        stanza = message(f"{room}@{ROOMS}/{sender}", to=f"{OWN}/rest-1", kind="groupchat")
+        if message_id is None:
+            del stanza.attributes["id"]
+        else:
+            stanza["id"] = message_id
+        self.handler._received(stanza)
+
+    def test_the_same_room_sender_and_id_is_dropped(self) -> None:
+        """The same (room, sender, id) again is dropped; another room, sender or id, a chat message with
+        that id, and room messages without an id are events."""
+        for room, sender, message_id in [
+            ("r1", "bob@localhost", "m1"),
+            ("r1", "bob@localhost", "m1"),
+            ("r2", "bob@localhost", "m1"),
+            ("r1", "kate@localhost", "m1"),
+            ("r1", "bob@localhost", "m2"),
+            ("r1", "bob@localhost", None),
+            ("r1", "bob@localhost", None),
+        ]:
+            self.room(room, sender, message_id)
+        self.handler._received(message("bob@localhost/pc"))
+        self.handler._received(message("bob@localhost/pc"))
+        got = [(name, data.get("room"), data["from"], data["id"]) for name, data in self.seen]
+        self.assertEqual(
+            got,
+            [
+                ("room.message", "r1", "bob@localhost", "m1"),
+                ("room.message", "r2", "bob@localhost", "m1"),
+                ("room.message", "r1", "kate@localhost", "m1"),
+                ("room.message", "r1", "bob@localhost", "m2"),
+                ("room.message", "r1", "bob@localhost", ""),
+                ("room.message", "r1", "bob@localhost", ""),
+                ("message", None, "bob@localhost", "m1"),
+                ("message", None, "bob@localhost", "m1"),
+            ],
+        )
+
+    def test_the_memory_is_bounded(self) -> None:
+        """The session remembers its latest REMEMBERED_ROOM_MESSAGES room messages, in a fixed ring."""
+        for n in range(REMEMBERED_ROOM_MESSAGES + 1):
+            self.room("r1", "bob@localhost", f"m{n}")
+        self.room("r1", "bob@localhost", f"m{REMEMBERED_ROOM_MESSAGES}")  # the newest: dropped
+        self.room("r1", "bob@localhost", "m0")  # the oldest, forgotten: an event again
+        self.assertEqual(len(self.seen), REMEMBERED_ROOM_MESSAGES + 2)
+        self.assertEqual(self.seen[-1][1]["id"], "m0")
+        recent = RecentRoomMessages()
+        self.assertEqual(len(recent._ring), REMEMBERED_ROOM_MESSAGES * 8)
 
 
 class ReplayBufferTests(unittest.TestCase):

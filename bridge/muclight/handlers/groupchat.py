@@ -6,26 +6,37 @@ every available full JID of every occupant (RFC 6121 8.5.2.1.1: never to a bare 
 stamped with the archive id.
 
 A message whose id the room's archive already holds from the same sender is a client's
-retry (DESIGN.md, "Idempotent retries"): it is neither archived nor broadcast again, and
-not refused either, so the sender's confirmation (``MucLightClient.send``'s IQ after the
-message) answers as it did for the first attempt. Only a sender's own id counts: the room
-makes one up for a message without one, which cannot match.
+retry (DESIGN.md, "Idempotent retries"): it is not archived again, and not refused either,
+so the sender's confirmation (``MucLightClient.send``'s IQ after the message) answers as it
+did for the first attempt. Only a sender's own id counts: the room makes one up for a
+message without one, which cannot match. It is not broadcast again either when this
+process broadcast the first attempt; otherwise the first attempt may have been archived by
+a component that died before broadcasting it (SIGKILL between the commit and the sends,
+or a takeover), so the archived message goes out now, to the room's current occupants.
+That copy carries the archive's time as a XEP-0203 delay. Occupants that did get the first
+broadcast see the same stanza and archive ids twice; the bridge's sessions drop the copy
+(``bridge.xmpp.events``).
 """
 
 from __future__ import annotations
 
 import uuid
 
+from twisted.logger import Logger
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from bridge.muclight.handlers.base import MucLightHandler
 from bridge.muclight.handlers.state import not_occupant
+from bridge.muclight.protocol import parse_element
+from bridge.protocol.convert import format_timestamp
 from bridge.protocol.jid import parse
-from bridge.protocol.namespaces import NS_SID
+from bridge.protocol.namespaces import NS_DELAY, NS_SID
 from bridge.protocol.xml import to_xml
 from bridge.store import NewArchiveItem, NotOccupant
+
+log = Logger()
 
 STANZA_NAMESPACES = ("jabber:component:accept", "jabber:client", "jabber:server")
 
@@ -87,12 +98,23 @@ class GroupchatHandler(MucLightHandler):
             raise not_occupant() from None
         if posted is None:
             raise StanzaError("item-not-found")
+        archive_id = posted.item.archive_id
         if posted.retry:
-            return  # a retry of an archived message: taken, already delivered
+            if self.state.was_broadcast(room_id, archive_id):
+                return  # taken and delivered already: only the answer was lost
+            log.info(
+                "Room {room}: broadcasting retried message {archive_id} again", room=room_id, archive_id=archive_id
+            )
+            # The first attempt as archived, marked as delivered late (XEP-0203) with its time.
+            broadcast = plain(parse_element(posted.item.xml))
+            delay = broadcast.addElement((NS_DELAY, "delay"))
+            delay["from"], delay["stamp"] = room_jid, format_timestamp(posted.item.timestamp)
         sid = broadcast.addElement((NS_SID, "stanza-id"))
-        sid["id"], sid["by"] = posted.item.archive_id, room_jid
+        sid["id"], sid["by"] = archive_id, room_jid
         for jid in posted.room.occupants:
             self.deliver(jid, broadcast)
+        if self.xmlstream is not None:
+            self.state.broadcast_done(room_id, archive_id)
         offline = [jid for jid in posted.room.occupants if jid != user and not self.available.resources(jid)]
         for hook in self.state.offline_hooks:
             hook(room_id, user, offline, broadcast)

@@ -9,6 +9,7 @@ the message is archived.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from twisted.internet import defer
@@ -21,6 +22,10 @@ from bridge.muclight.rooms import RoomSettings, new_version
 from bridge.protocol.muclight import NOT_OCCUPANT
 from bridge.protocol.namespaces import NS_BRIDGE_ERRORS
 from bridge.store import Room, Store
+
+# How many recent broadcasts ``ServiceState.was_broadcast`` remembers: far more than a
+# room takes while its senders wait for their answers and retry (about a minute).
+REMEMBERED_BROADCASTS = 4096
 
 
 def not_occupant() -> StanzaError:
@@ -45,6 +50,21 @@ class ServiceState:
         # Called with (room id, sender's bare JID, occupants with no available resource, the
         # broadcast) after each room message is archived: offline push (bridge.push.rooms).
         self.offline_hooks: list[Callable[[str, str, list[str], domish.Element], None]] = []
+        # Archive ids of the room messages this process broadcast on a live component
+        # stream, newest last (``was_broadcast``).
+        self._broadcast: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def broadcast_done(self, room_id: str, archive_id: str) -> None:
+        """Remember that the message ``archive_id`` went out to the room's occupants."""
+        self._broadcast[(room_id, archive_id)] = None
+        while len(self._broadcast) > REMEMBERED_BROADCASTS:
+            self._broadcast.popitem(last=False)
+
+    def was_broadcast(self, room_id: str, archive_id: str) -> bool:
+        """Whether this process broadcast ``archive_id``. A client's retry of a message it
+        did not is one whose first attempt was archived by a component that died (or whose
+        stream dropped) before broadcasting and answering: it must go out now."""
+        return (room_id, archive_id) in self._broadcast
 
     def room_jid(self, room_id: str) -> str:
         return f"{room_id}@{self.service}"
