@@ -5,7 +5,8 @@ checkout's bridge, against one Prosody, and alternates short identical wrk runs 
 the two (A B B A A B ...), so that both meet the same machine load. Reports, per side, the
 median over rounds of: requests/s, the bridge's CPU milliseconds per request (its cost,
 whatever else runs), and latency. The machine's load moves the absolute figures; the
-comparison between the two sides is what to read.
+comparison between the two sides is what to read. ``--http`` adds ``[http]`` lines to this
+side's config only: ``python3 -m bench.ab . --http 'access_log = false'`` prices a setting.
 """
 
 from __future__ import annotations
@@ -29,11 +30,16 @@ def _median(values: list[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
-def compare(run: Run, other: Path, scenario: str, rounds: int, seconds: int) -> dict[str, dict[str, Any]]:
+def compare(
+    run: Run, other: Path, scenario: str, rounds: int, seconds: int, http: str = ""
+) -> dict[str, dict[str, Any]]:
     archive = "sql" if scenario == "archive" else "off"
     server = run.prosody(archive)
     connections = {"send": 20, "light": 1, "archive": 1}[scenario]
-    sides = {"other": Bridge(server, run.workdir, "bridge-other", root=other), "this": Bridge(server, run.workdir)}
+    sides = {
+        "other": Bridge(server, run.workdir, "bridge-other", root=other),
+        "this": Bridge(server, run.workdir, http=http),
+    }
     workers: list[Worker] = []
     try:
         for bridge in sides.values():
@@ -105,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", choices=("send", "light", "archive"), default="send")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument(
+        "--http", default="", help="[http] lines for this side only, e.g. 'access_log = false' (OTHER may be .)"
+    )
     args = parser.parse_args(argv)
     other = Path(args.other).resolve()
     if not (other / "bridge" / "tap.py").exists():
@@ -114,14 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(workdir, FULL)
     load_before = "{:.2f} {:.2f} {:.2f}".format(*__import__("os").getloadavg())
     try:
-        medians = compare(run, other, args.scenario, args.rounds, args.seconds)
+        medians = compare(run, other, args.scenario, args.rounds, args.seconds, args.http.replace("\\n", "\n"))
     finally:
         run.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     load_after = "{:.2f} {:.2f} {:.2f}".format(*__import__("os").getloadavg())
     print(
         f"\n{args.scenario}: medians of {args.rounds} alternating {args.seconds} s runs; other = {other}, "
-        f"this = {ROOT}; load average {load_before} -> {load_after}"
+        f"this = {ROOT}{' with [http] ' + args.http if args.http else ''}; load average {load_before} -> {load_after}"
     )
     keys = list(medians["this"])
     print("| side | " + " | ".join(keys) + " |")

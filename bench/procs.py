@@ -138,7 +138,9 @@ class Bridge:
         name: str = "bridge",
         root: Path = ROOT,
         trace_memory: bool = False,
+        http: str = "",
     ) -> None:
+        """``http``: more ``[http]`` lines for this bridge's config (``bench.ab --http``)."""
         self.server = server
         # Start under bench.memhook: tracemalloc on, a snapshot file per SIGUSR2 (snapshot()).
         self.trace_memory = trace_memory
@@ -151,7 +153,7 @@ class Bridge:
         self.log_file = workdir / f"{name}.log"
         self.config_file = workdir / f"{name}.toml"
         self.config_file.write_text(
-            f'[http]\nendpoint = "tcp:{self.port}:interface=127.0.0.1"\n'
+            f'[http]\nendpoint = "tcp:{self.port}:interface=127.0.0.1"\n{http.strip()}\n'
             f'[xmpp]\nport = {server.c2s_port}\ndomains = ["{server.domain}"]\nca_file = "{server.ca_file}"\n'
             f'[muclight]\nservice = "{server.component}"\nport = {server.component_port}\n'
             f'[storage]\nurl = "sqlite://{workdir}/{name}.sqlite3"\n' + _no_rate_limits(root)

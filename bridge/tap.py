@@ -219,6 +219,7 @@ def build_http(
         metrics=metrics,
     )
     site.header_timeout = config.http.header_timeout
+    site.access_log = config.http.access_log
     site.body_timeout = config.http.body_timeout
     return HttpParts(site, limits, streams)
 

@@ -53,8 +53,11 @@ class BridgeSite(Site):
         self.channels: set[GuardedChannel] = set()
         self.draining = False
         self.metrics: BridgeMetrics | None = None
+        self.access_log = True  # [http] access_log
 
     def log(self, request: http.Request) -> None:
+        if not self.access_log:
+            return
         assert isinstance(request, BridgeRequest)  # requestFactory's
         started = request.started
         duration = (time.monotonic() - started) * 1000 if started is not None else 0.0

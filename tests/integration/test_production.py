@@ -142,6 +142,23 @@ class LogTests(BridgeTestCase):
         self.assertRegex(access["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
+class AccessLogOffTests(BridgeTestCase):
+    bridge_sections = {"http": {"access_log": False}}
+
+    async def test_no_access_lines_when_switched_off(self) -> None:
+        """With [http] access_log = false requests, answered or refused, log no access line; the rest of
+        the log (sessions) stays."""
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        alice, bob = self.new_user("alice"), self.new_user("bob")
+        self.assertEqual((await self.call("POST", "/api/messages", alice, {"to": bob[0], "body": "hi"})).code, 200)
+        self.assertEqual((await self.call("GET", "/api/nowhere", alice)).code, 404)
+        text = "\n".join(eventAsText(event) or "" for event in events)
+        self.assertNotRegex(text, r"(POST|GET) /api/")
+        self.assertIn(f"Session opened for {alice[0]}", text)
+
+
 class DaemonTests(unittest.TestCase):
     """The real daemon (twistd) with JSON logs, metrics and SIGTERM; no other bridge runs beside it."""
 

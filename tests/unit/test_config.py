@@ -31,7 +31,7 @@ class ParseTests(unittest.TestCase):
         throttle = config.throttle
         self.assertEqual((throttle.failures_per_jid, throttle.failures_per_address, throttle.window), (5, 50, 60.0))
         self.assertEqual(throttle.failures_per_pair, 3)
-        self.assertEqual(config.http.backlog, 1024)
+        self.assertEqual((config.http.backlog, config.http.access_log), (1024, True))
 
     def test_example_file_is_valid_and_complete(self) -> None:
         """etc/bridge.toml parses and shows every key of every section."""
@@ -60,6 +60,7 @@ class ParseTests(unittest.TestCase):
         self.assertConfigError("[xmpp]\ndomains = [1]", "xmpp.domains[0]: expected a string")
         self.assertConfigError('[muclight]\ncomponent = "yes"', "muclight.component: expected true or false")
         self.assertConfigError("http = 1", "http: expected a table")
+        self.assertConfigError('[http]\naccess_log = "off"', "http.access_log: expected true or false")
 
     def test_bad_values_are_named(self) -> None:
         """Out-of-range values name the key."""
@@ -153,6 +154,14 @@ class OptionsTests(unittest.TestCase):
             self.addCleanup(parts.http.stopService)
             (listener,) = reactor.tcpServers
             self.assertEqual(listener[2], expected, text)
+
+    def test_access_log_switch_reaches_the_site(self) -> None:
+        """http.access_log (default true) is the site's: false makes BridgeSite.log a no-op."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        for text, expected in (("", True), ("[http]\naccess_log = false", False)):
+            _, parts = build(parse_config("[muclight]\ncomponent = false\n" + text, {}), MemoryReactorClock())
+            self.assertIs(parts.site.access_log, expected, text)
 
     def test_with_backlog(self) -> None:
         """backlog= is added to endpoint types that take it, and only when the string has none."""
