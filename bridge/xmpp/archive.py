@@ -113,9 +113,9 @@ def parse_fin(result: domish.Element) -> PageEnd:
 
 def parse_result(message: domish.Element) -> tuple[str, ArchivedMessage] | None:
     """(query id, archived message) from a MAM result message, None if it is malformed."""
-    result = message.result
-    forwarded = child(result, "forwarded", NS_FORWARD)
-    if forwarded is None or not result.getAttribute("id"):
+    result = child(message, "result", NS_MAM)
+    forwarded = None if result is None else child(result, "forwarded", NS_FORWARD)
+    if result is None or forwarded is None or not result.getAttribute("id"):
         return None
     inner = child(forwarded, "message")
     timestamp = delay_timestamp(forwarded)
