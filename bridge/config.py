@@ -41,7 +41,7 @@ class HttpConfig:
     # added to the endpoint unless it sets backlog= itself.
     backlog: int = 1024
     # One log line per request (method, path, status, duration, user). Behind a proxy that
-    # logs requests itself it can go: it is a tenth of the CPU of a message sent.
+    # logs requests itself it can go: it is about 14 % of the CPU of a message sent.
     access_log: bool = True
 
     def check(self) -> None:

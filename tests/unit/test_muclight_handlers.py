@@ -15,6 +15,7 @@ from twisted.words.xish import domish
 
 from bridge.muclight.handlers import HANDLERS
 from bridge.muclight.handlers.base import MucLightHandler
+from bridge.muclight.handlers.groupchat import RETRY_WINDOW
 from bridge.muclight.presence import MAX_QUEUED
 from bridge.muclight.rooms import RoomSettings
 from bridge.protocol.muclight import NOT_OCCUPANT
@@ -325,6 +326,18 @@ class GroupchatTests(HandlerTestCase):
         self.assertEqual(len(self.store.archive["testroom"]), 1)
         self.message(BOB, ROOM_JID, body="again")
         self.assertEqual(self.sent, [])
+
+    def test_an_old_id_resent_is_only_confirmed(self) -> None:
+        """Past RETRY_WINDOW after it was archived, an id resent is not broadcast by a process that did
+        not broadcast it: nobody replays a room's history this way."""
+        first = domish.Element((None, "message"))
+        first["from"], first["type"], first["id"] = f"{ROOM_JID}/{BOB}", "groupchat", "m1"
+        item = NewArchiveItem("m1", "message", BOB, first.toXml())
+        self.successResultOf(defer.ensureDeferred(self.store.post_message("testroom", item, dedupe=True)))
+        self.component.clock.advance(RETRY_WINDOW + 1.001)  # the stub store archived it at 1 s
+        self.message(BOB, ROOM_JID, body="late")
+        self.assertEqual(self.sent, [])
+        self.assertEqual(len(self.store.archive["testroom"]), 1)
 
     def test_refusals_bounce(self) -> None:
         """A chat message to a room is bad-request; a stranger's groupchat is item-not-found (not occupant)."""

@@ -12,10 +12,10 @@ did for the first attempt. Only a sender's own id counts: the room makes one up 
 message without one, which cannot match. It is not broadcast again either when this
 process broadcast the first attempt; otherwise the first attempt may have been archived by
 a component that died before broadcasting it (SIGKILL between the commit and the sends,
-or a takeover), so the archived message goes out now, to the room's current occupants.
-That copy carries the archive's time as a XEP-0203 delay. Occupants that did get the first
-broadcast see the same stanza and archive ids twice; the bridge's sessions drop the copy
-(``bridge.xmpp.events``).
+or a takeover), so the archived message goes out now, to the room's current occupants, if
+it was archived in the last ``RETRY_WINDOW`` seconds. That copy carries the archive's time
+as a XEP-0203 delay. Occupants that did get the first broadcast see the same stanza and
+archive ids twice; the bridge's sessions drop the copy (``bridge.xmpp.events``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ from bridge.protocol.xml import to_xml
 from bridge.store import NewArchiveItem, NotOccupant
 
 log = Logger()
+
+# Seconds after archiving within which a retry from another process's time may still have
+# gone unbroadcast; an older id resent is only confirmed (no one replays history this way).
+RETRY_WINDOW = 300
 
 STANZA_NAMESPACES = ("jabber:component:accept", "jabber:client", "jabber:server")
 
@@ -77,6 +81,10 @@ class GroupchatHandler(MucLightHandler):
 
         await self.state.in_room(room_id, work)
 
+    def _settled(self, archived_at: int) -> bool:
+        """Whether a message archived at ``archived_at`` (Unix ms) is past any client's retry."""
+        return self.state.clock.seconds() * 1000 - archived_at > RETRY_WINDOW * 1000
+
     async def _broadcast(self, message: domish.Element, room_id: str, user: str) -> None:
         room_jid = self.state.room_jid(room_id)
         client_id = message.getAttribute("id")
@@ -100,11 +108,9 @@ class GroupchatHandler(MucLightHandler):
             raise StanzaError("item-not-found")
         archive_id = posted.item.archive_id
         if posted.retry:
-            if self.state.was_broadcast(room_id, archive_id):
+            if self.state.was_broadcast(room_id, archive_id) or self._settled(posted.item.timestamp):
                 return  # taken and delivered already: only the answer was lost
-            log.info(
-                "Room {room}: broadcasting retried message {archive_id} again", room=room_id, archive_id=archive_id
-            )
+            log.info("Room {room}: a retried message {archive_id} goes out again", room=room_id, archive_id=archive_id)
             # The first attempt as archived, marked as delivered late (XEP-0203) with its time.
             broadcast = plain(parse_element(posted.item.xml))
             delay = broadcast.addElement((NS_DELAY, "delay"))
