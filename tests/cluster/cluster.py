@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.servers.fixture import XmppServer, server_class
+from tests.servers.fixture import XmppServer, daemon_config, server_class
 from tests.servers.postgres import fresh_database, postgres_url
 from tests.servers.server import free_port, wait_for_port
 
@@ -103,14 +103,12 @@ class Cluster:
         wait_for_port(self.proxy_port, timeout=10)
 
     def _bridge_config(self, node: Node) -> str:
-        server = self.server
-        return (
-            f'[http]\nendpoint = "tcp:{node.port}:interface=127.0.0.1"\nshutdown_timeout = 2.0\n'
-            f'[xmpp]\nport = {server.c2s_port}\ndomains = ["{server.domain}"]\nca_file = "{server.ca_file}"\n'
-            f'[muclight]\nservice = "{server.component}"\nport = {server.component_port}\n'
-            f'[storage]\nurl = "{self.storage_url}"\n'
-            f'[cluster]\nnode = "{node.name}"\n'
-            "[sse]\nkeepalive = 5.0\n" + self.limits
+        return daemon_config(
+            self.server,
+            node.port,
+            self.storage_url,
+            http="shutdown_timeout = 2.0\n",
+            sections=f'[cluster]\nnode = "{node.name}"\n[sse]\nkeepalive = 5.0\n' + self.limits,
         )
 
     def start_node(self, node: Node) -> None:

@@ -27,7 +27,7 @@ from bridge.muclight.leader import ACTIVE, STANDBY
 from tests.integration.base import BridgeTestCase
 from tests.integration.test_rooms import next_groupchat, round_trip
 from tests.integration.test_rooms_xmpp import server_without_privileges
-from tests.servers.fixture import RunningBridge, new_user, start_bridge, until, xmpp_client
+from tests.servers.fixture import RunningBridge, daemon_config, new_user, start_bridge, until, xmpp_client
 from tests.servers.postgres import fresh_test_database
 from tests.servers.prosody import ProsodyServer
 from tests.servers.xmpp_client import PlainClient
@@ -173,12 +173,7 @@ class SigkillTakeoverTests(unittest.TestCase):
 
         server, port = xmpp_server(), free_port()
         config = Path(self.mktemp() + f"-{node}.toml").resolve()
-        config.write_text(
-            f'[http]\nendpoint = "tcp:{port}:interface=127.0.0.1"\n'
-            f'[xmpp]\nport = {server.c2s_port}\nca_file = "{server.ca_file}"\n'
-            f'[muclight]\nservice = "{server.component}"\nport = {server.component_port}\n'
-            f'[storage]\nurl = "{self.database}"\n[cluster]\nnode = "{node}"\n'
-        )
+        config.write_text(daemon_config(server, port, str(self.database), sections=f'[cluster]\nnode = "{node}"\n'))
         process = twistd("bridge", "--config", str(config), env={"BRIDGE_MUCLIGHT_SECRET": server.component_secret})
         self.addCleanup(lambda: process.poll() is None and (process.kill(), process.wait()))
         return process, port

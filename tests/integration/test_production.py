@@ -23,7 +23,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from bridge.logs import event_record
 from tests.integration.base import BridgeTestCase, basic
-from tests.servers.fixture import RunningBridge, bridge_config, new_user, xmpp_server
+from tests.servers.fixture import RunningBridge, bridge_config, daemon_config, new_user, xmpp_server
 from tests.servers.server import free_port, wait_for_port
 from tests.system.test_twistd import twistd
 
@@ -175,11 +175,13 @@ class DaemonTests(unittest.TestCase):
         alice, bob = new_user("alice"), new_user("bob")
         port, metrics_port = free_port(), free_port()
         config = self.write_config(
-            f'[http]\nendpoint = "tcp:{port}:interface=127.0.0.1"\nshutdown_timeout = 10.0\n'
-            f'[xmpp]\nport = {server.c2s_port}\nca_file = "{server.ca_file}"\n'
-            f'[muclight]\nservice = "{server.component}"\nport = {server.component_port}\n'
-            f'[storage]\nurl = "sqlite://{Path(self.mktemp()).resolve()}.sqlite3"\n'
-            f'[metrics]\nendpoint = "tcp:{metrics_port}:interface=127.0.0.1"\n'
+            daemon_config(
+                server,
+                port,
+                f"sqlite://{Path(self.mktemp()).resolve()}.sqlite3",
+                http="shutdown_timeout = 10.0\n",
+                sections=f'[metrics]\nendpoint = "tcp:{metrics_port}:interface=127.0.0.1"\n',
+            )
         )
         process = twistd(
             "--logger=bridge.logs.json_observer",

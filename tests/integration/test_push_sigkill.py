@@ -14,7 +14,7 @@ from twisted.trial import unittest
 
 from tests.integration.push_receiver import Receiver
 from tests.integration.test_rooms_sigkill import request, until_answers
-from tests.servers.fixture import new_user, xmpp_server
+from tests.servers.fixture import daemon_config, new_user, xmpp_server
 from tests.servers.server import free_port
 from tests.system.test_twistd import ROOT, TWISTD
 
@@ -52,11 +52,13 @@ class PushSigkillTests(unittest.TestCase):
         config = work / "bridge.toml"
         # Sessions idle out after 1 s, so alice is offline soon after registering.
         config.write_text(
-            f'[http]\nendpoint = "tcp:{port}:interface=127.0.0.1"\n'
-            f'[xmpp]\nport = {server.c2s_port}\nca_file = "{server.ca_file}"\nidle_timeout = 1.0\n'
-            f'[muclight]\nservice = "{server.component}"\nport = {server.component_port}\n'
-            f'[storage]\nurl = "sqlite://{work}/bridge.sqlite3"\n'
-            '[push]\nenabled = true\nallowed_hosts = ["127.0.0.1"]\n'
+            daemon_config(
+                server,
+                port,
+                f"sqlite://{work}/bridge.sqlite3",
+                xmpp="idle_timeout = 1.0\n",
+                sections='[push]\nenabled = true\nallowed_hosts = ["127.0.0.1"]\n',
+            )
         )
         log = work / "bridge.log"
         process = self.start(config, log)

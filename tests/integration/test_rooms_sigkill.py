@@ -15,7 +15,7 @@ from typing import Any
 from twisted.internet import threads
 from twisted.trial import unittest
 
-from tests.servers.fixture import new_user, xmpp_server
+from tests.servers.fixture import daemon_config, new_user, xmpp_server
 from tests.servers.server import free_port, wait_for_port
 from tests.system.test_twistd import twistd
 
@@ -66,12 +66,7 @@ class SigkillTests(unittest.TestCase):
         database = Path(self.mktemp()).resolve()
         database.mkdir(parents=True)
         config = database / "bridge.toml"
-        config.write_text(
-            f'[http]\nendpoint = "tcp:{port}:interface=127.0.0.1"\n'
-            f'[xmpp]\nport = {server.c2s_port}\nca_file = "{server.ca_file}"\n'
-            f'[muclight]\nservice = "{server.component}"\nport = {server.component_port}\n'
-            f'[storage]\nurl = "sqlite://{database}/bridge.sqlite3"\n'
-        )
+        config.write_text(daemon_config(server, port, f"sqlite://{database}/bridge.sqlite3"))
         process = self.start(str(config))
         until_answers(port, "/api/rooms", alice)
         status, created = request(port, "POST", "/api/rooms", alice, {"name": "n", "subject": "s"})

@@ -76,6 +76,20 @@ def bridge_config(workdir: str, **sections: Any) -> Config:
     return config
 
 
+def daemon_config(
+    server: XmppServer, port: int, storage_url: str, http: str = "", xmpp: str = "", sections: str = ""
+) -> str:
+    """The config file of a ``twistd bridge`` in front of ``server``, serving HTTP on ``port``
+    with its store at ``storage_url``: ``bridge_config``'s twin for a bridge in a process of
+    its own. ``http`` and ``xmpp`` are more lines of those sections, ``sections`` more sections."""
+    return (
+        f'[http]\nendpoint = "tcp:{port}:interface=127.0.0.1"\n{http}'
+        f'[xmpp]\nport = {server.c2s_port}\ndomains = ["{server.domain}"]\nca_file = "{server.ca_file}"\n{xmpp}'
+        f'[muclight]\nservice = "{server.component}"\nport = {server.component_port}\n'
+        f'[storage]\nurl = "{storage_url}"\n{sections}'
+    )
+
+
 class RunningBridge:
     """An in-process bridge on the real reactor, and an HTTP client pointed at it."""
 

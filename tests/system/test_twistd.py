@@ -12,7 +12,7 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
-from tests.servers.fixture import new_user, xmpp_server
+from tests.servers.fixture import daemon_config, new_user, xmpp_server
 from tests.servers.server import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,12 +65,7 @@ class TwistdTests(unittest.TestCase):
         server = xmpp_server()
         alice, bob = new_user("alice"), new_user("bob")
         port = free_port()
-        config = self.write_config(
-            f'[http]\nendpoint = "tcp:{port}:interface=127.0.0.1"\n'
-            f'[xmpp]\nport = {server.c2s_port}\nca_file = "{server.ca_file}"\n'
-            f'[muclight]\nservice = "{server.component}"\nport = {server.component_port}\n'
-            f'[storage]\nurl = "sqlite://{Path(self.mktemp()).resolve()}.sqlite3"\n'
-        )
+        config = self.write_config(daemon_config(server, port, f"sqlite://{Path(self.mktemp()).resolve()}.sqlite3"))
         process = twistd("bridge", "--config", config, env={"BRIDGE_MUCLIGHT_SECRET": server.component_secret})
         try:
             wait_for_port(port)
