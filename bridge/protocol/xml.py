@@ -18,6 +18,8 @@ from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 from twisted.words.xish import xmlstream as xish_xmlstream
 
+from bridge.protocol.dispatch import NameIndexedDispatch
+
 # Characters XML 1.0 cannot carry (RFC 6120 forbids them in stanzas).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -171,8 +173,9 @@ class ElementStream(domish.ExpatElementStream):
         self.currElem = element
 
 
-class StanzaStream(xmlstream.XmlStream):
-    """The bridge's XMPP streams (user sessions and the component): Twisted's, with ``to_xml``.
+class StanzaStream(NameIndexedDispatch, xmlstream.XmlStream):
+    """The bridge's XMPP streams (user sessions and the component): Twisted's, with ``to_xml``
+    and observers indexed by element name (``bridge.protocol.dispatch``).
 
     Every writer on a stream (wokkel's IQ tracking, handlers' ``xmlstream.send``, the
     session's ``send``) ends in ``send``, so this is the one place stanzas are serialised.
