@@ -8,8 +8,8 @@ received: a ``<message>`` was tried against the ``/iq`` and ``/presence`` querie
 parsed once per process (``xpath.internQuery``), so their top-level element name is known:
 ``NameIndexedDispatch`` keeps, per name, the observers that may match it, in xish's order
 (higher priority first, then in the order they were added), and rebuilds that index when
-observers change. Which observers run, in which order, and the queueing of observer
-changes made during a dispatch are xish's.
+observers change; streams with the same observers share one index. Which observers run,
+in which order, and the queueing of observer changes made during a dispatch are xish's.
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ from typing import Any
 
 from twisted.words.xish import domish, utility, xpath
 
-_Entry = tuple[int, xpath.XPathQuery, utility.CallbackList]
+# An observer of the stream: (priority, query); its callbacks are the stream's own.
+_Key = tuple[int, xpath.XPathQuery]
+_Index = dict[str | None, tuple[_Key, ...]]
+# Observer layouts -> their index. Sessions all have the same few layouts, so one index
+# serves them all (an index of its own cost a session 1.5 KB).
+_INDEXES: dict[tuple[_Key, ...], _Index] = {}
+_MAX_INDEXES = 256
 
 
 def _top_name(query: xpath.XPathQuery) -> str | None:
@@ -34,7 +40,7 @@ class NameIndexedDispatch(utility.EventDispatcher):
     """An ``EventDispatcher`` (a mixin for ``XmlStream``) that indexes XPath observers by name."""
 
     # Top-level element name -> the observers that may match it; None: to be rebuilt.
-    _by_name: dict[str | None, list[_Entry]] | None = None
+    _by_name: _Index | None = None
 
     def _addObserver(self, onetime: bool, event: Any, observerfn: Any, priority: int, *args: Any, **kw: Any) -> None:
         self._by_name = None
@@ -44,14 +50,21 @@ class NameIndexedDispatch(utility.EventDispatcher):
         self._by_name = None
         super().removeObserver(event, observerfn)
 
-    def _index(self) -> dict[str | None, list[_Entry]]:
-        entries = [
-            (priority, query, callbacks)
+    def _index(self) -> _Index:
+        layout = tuple(
+            (priority, query)
             for priority in sorted(self._xpathObservers, reverse=True)
-            for query, callbacks in self._xpathObservers[priority].items()
-        ]
-        names = {_top_name(query) for _, query, _ in entries}
-        return {name: [entry for entry in entries if _top_name(entry[1]) in (name, None)] for name in names | {None}}
+            for query in self._xpathObservers[priority]
+        )
+        index = _INDEXES.get(layout)
+        if index is None:
+            if len(_INDEXES) >= _MAX_INDEXES:
+                _INDEXES.clear()
+            names = {_top_name(query) for _, query in layout} | {None}
+            index = _INDEXES[layout] = {
+                name: tuple(key for key in layout if _top_name(key[1]) in (name, None)) for name in names
+            }
+        return index
 
     def dispatch(self, obj: Any, event: str | None = None) -> bool:
         if event is not None or not isinstance(obj, domish.Element):
@@ -64,14 +77,16 @@ class NameIndexedDispatch(utility.EventDispatcher):
         found = False
         emptied = []
         self._dispatchDepth += 1
-        for priority, query, callbacks in candidates:
-            if query.matches(obj):
+        observers = self._xpathObservers
+        for priority, query in candidates:
+            callbacks = observers[priority].get(query)
+            if callbacks is not None and query.matches(obj):
                 callbacks.callback(obj)
                 found = True
                 if callbacks.isEmpty():
                     emptied.append((priority, query))
         for priority, query in emptied:
-            self._xpathObservers[priority].pop(query, None)
+            observers[priority].pop(query, None)
             self._by_name = None
         self._dispatchDepth -= 1
         if self._dispatchDepth == 0 and self._updateQueue:

@@ -35,7 +35,6 @@ from bridge.protocol.namespaces import NS_DATA, NS_FORWARD, NS_MAM, NS_RSM
 from bridge.protocol.xml import child
 from bridge.xmpp.errors import FeatureUnavailable
 
-RESULT = f"/message/result[@xmlns='{NS_MAM}']"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The last millisecond XEP-0082 times can carry (9999-12-31T23:59:59.999Z).
 MAX_END = 253402300799999
@@ -142,7 +141,9 @@ class ArchiveClient(XMPPHandler):
         self._results: dict[str, tuple[str | None, list[ArchivedMessage]]] = {}
 
     def connectionInitialized(self) -> None:
-        self.xmlstream.addObserver(RESULT, self._on_result)
+        # Every message, not an XPath naming the result: parse_result looks for it anyway,
+        # and xish would have walked each message's children through interface checks first.
+        self.xmlstream.addObserver("/message", self._on_result)
 
     def _on_result(self, message: domish.Element) -> None:
         parsed = parse_result(message)

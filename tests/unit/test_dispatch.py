@@ -122,5 +122,13 @@ class SameCallsTests(unittest.TestCase):
         dispatcher.dispatch("reason", "//event/stream/end")
         self.assertEqual(["reason"], seen)
 
+    def test_dispatchers_with_the_same_observers_share_one_index(self) -> None:
+        first, second = NameIndexedDispatch(), NameIndexedDispatch()
+        for dispatcher in (first, second):
+            dispatcher.addObserver("/message", lambda element: None)
+            dispatcher.addObserver("/iq[@type='result']", lambda element: None)
+            dispatcher.dispatch(domish.Element((None, "message")))
+        self.assertIs(first._by_name, second._by_name)
+
     def test_streams_use_it(self) -> None:
         self.assertTrue(issubclass(StanzaStream, NameIndexedDispatch))
