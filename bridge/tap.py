@@ -210,7 +210,7 @@ def build_http(
     )
     limits = RequestLimits(reactor, config.limits, pool, throttle)
     site = build_site(
-        BridgeApi(groups, readiness).app.resource(),
+        BridgeApi(groups, readiness).resource(),
         config.http.cors_origins,
         config.http.max_body,
         config.http.idle_timeout,

@@ -113,3 +113,40 @@ class SessionCapTests(RestTestCase):
         self.assertEqual((response.code, body), (503, "Too many sessions"))
         self.assertEqual(response.headers.getRawHeaders("retry-after"), ["10"])
         self.assertAnswer(await self.request("GET", "/api/contacts"), 200)
+
+
+class RoutedOnceTests(RestTestCase):
+    """Group paths skip the root app's routing, and answer exactly as through it."""
+
+    PATHS = [
+        ("GET", "/api/messages?limit=1"),
+        ("GET", "/api/messages/"),
+        ("GET", "/api/messages/bob@localhost"),
+        ("GET", "/api/messages//bob@localhost"),
+        ("GET", "/api/%6Dessages"),
+        ("GET", "/api/contacts"),
+        ("GET", "/api/contactsx"),
+        ("GET", "/api/rooms/"),
+        ("POST", "/api/rooms//users"),
+        ("DELETE", "/api/presence"),
+        ("GET", "/api"),
+        ("GET", "/api/"),
+        ("GET", "/api/nothing/here"),
+        ("GET", "/healthz"),
+    ]
+
+    async def answers(self) -> list[tuple[int, object]]:
+        found = []
+        for method, path in self.PATHS:
+            response, body = await self.request(method, path)
+            found.append((response.code, body))
+        return found
+
+    async def test_groups_answer_as_through_the_root_app(self) -> None:
+        routed = await self.answers()
+        resource = self.bridge.site.resource
+        while hasattr(resource, "_wrapped"):
+            resource = resource._wrapped
+        resource._groups = {}  # every path through the root app's branch routes
+        self.assertEqual(routed, await self.answers())
+        self.assertEqual(200, routed[0][0])

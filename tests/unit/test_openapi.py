@@ -34,7 +34,7 @@ def root_api(resource: Any) -> Any:
     """The BridgeApi instance under the site's wrappers (metrics, CORS, limits)."""
     while hasattr(resource, "_wrapped"):
         resource = resource._wrapped
-    return resource._app._instance
+    return resource._root._app._instance
 
 
 def served_routes(api: Any) -> set[tuple[str, str]]:
