@@ -4,8 +4,11 @@ Runs the bridge of another checkout (say, a copy of the tree before a change) be
 checkout's bridge, against one Prosody, and alternates short identical wrk runs between
 the two (A B B A A B ...), so that both meet the same machine load. Reports, per side, the
 median over rounds of: requests/s, the bridge's CPU milliseconds per request (its cost,
-whatever else runs), and latency. The machine's load moves the absolute figures; the
-comparison between the two sides is what to read. ``--http`` adds ``[http]`` lines to this
+whatever else runs), that CPU over Prosody's per request in the same run (``cpu_vs_prosody``:
+Prosody does the same work per request for either side, so the ratio cancels the moments
+this shared machine runs slower, which move ``cpu_ms`` by 15 % from one round to the next),
+and latency. The machine's load moves the absolute figures; the comparison between the two
+sides is what to read. ``--http`` adds ``[http]`` lines to this
 side's config only: ``python3 -m bench.ab . --http 'access_log = false'`` prices a setting.
 """
 
@@ -76,10 +79,13 @@ def compare(
                 result = wrk(bridge.url, mode, lines[name], connections, seconds)
                 ended = now_us()
                 meter.stop()
+                cpu_ms = meter.per_request("bridge", result["requests"])
+                prosody_cpu_ms = meter.per_request("prosody", result["requests"])
                 sample = {
                     "rate": result["rate"],
-                    "cpu_ms": meter.per_request("bridge", result["requests"]),
-                    "prosody_cpu_ms": meter.per_request("prosody", result["requests"]),
+                    "cpu_ms": cpu_ms,
+                    "prosody_cpu_ms": prosody_cpu_ms,
+                    "cpu_vs_prosody": cpu_ms / prosody_cpu_ms if prosody_cpu_ms else None,
                     "p50": result["p50_ms"],
                     "p99": result["p99_ms"],
                     "errors": result["errors"],
