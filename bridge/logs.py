@@ -8,10 +8,11 @@ line to standard output instead of Twisted's text lines::
      "method": "POST", "path": "/api/messages", "status": 200, "duration": 3.1,
      "user": "alice@localhost"}
 
-Beside the formatted ``message`` a record carries exactly the fields its format names, so
-a JSON log shows nothing a text log would not: the bridge's log lines never name a
-password, token, secret or message body, and neither does this output. A failure adds its
-``traceback``. Events below ``info`` are left out.
+Beside the formatted ``message`` a record carries exactly the fields its format names (or,
+for an event whose format is its text already, as the access log's is, the fields it names
+in ``json_fields``), so a JSON log shows nothing a text log would not: the bridge's log
+lines never name a password, token, secret or message body, and neither does this output.
+A failure adds its ``traceback``. Events below ``info`` are left out.
 """
 
 from __future__ import annotations
@@ -58,11 +59,14 @@ def event_record(event: dict[str, Any]) -> dict[str, Any]:
         "message": formatEvent(event),
     }
     log_format = event.get("log_format")
-    if isinstance(log_format, str):
-        for name in _field_names(log_format):
-            value = event.get(name)
-            if name not in record and isinstance(value, _SCALARS):
-                record[name] = value
+    names = _field_names(log_format) if isinstance(log_format, str) else []
+    listed = event.get("json_fields")
+    if isinstance(listed, tuple):
+        names += [name for name in listed if isinstance(name, str) and name not in names]
+    for name in names:
+        value = event.get(name)
+        if name not in record and isinstance(value, _SCALARS):
+            record[name] = value
     failure = event.get("log_failure")
     if failure is not None:
         try:

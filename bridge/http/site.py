@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -27,6 +27,9 @@ from bridge.http.request import BridgeRequest
 from bridge.metrics import BridgeMetrics
 
 log = Logger()
+
+# The fields of an access line, for the JSON log (``bridge.logs``: ``json_fields``).
+ACCESS_FIELDS = ("method", "path", "status", "duration", "user")
 
 
 class BridgeSite(Site):
@@ -56,18 +59,34 @@ class BridgeSite(Site):
         self.access_log = True  # [http] access_log
 
     def log(self, request: http.Request) -> None:
+        """One access line: ``{method} {path} {status} {duration:.1f}ms user={user}``.
+
+        The line is written out here and is the event's whole format: Twisted's text
+        observer formats five fields in 15 us, half of what the access log cost a request
+        (12 % of the CPU of ``POST /api/messages``). The fields travel beside it for the
+        JSON log.
+        """
         if not self.access_log:
             return
         assert isinstance(request, BridgeRequest)  # requestFactory's
         started = request.started
         duration = (time.monotonic() - started) * 1000 if started is not None else 0.0
-        log.info(
-            "{method} {path} {status} {duration:.1f}ms user={user}",
-            method=request.method.decode("ascii", "replace"),
-            path=request.path.decode("utf-8", "replace"),
-            status=request.access_status if request.access_status is not None else request.code,
+        method = request.method.decode("ascii", "replace")
+        path = request.path.decode("utf-8", "replace")
+        status = request.access_status if request.access_status is not None else request.code
+        user = request.user_jid if request.user_jid is not None else "-"
+        line = f"{method} {path} {status} {duration:.1f}ms user={user}"
+        if "{" in line or "}" in line:
+            line = line.replace("{", "{{").replace("}", "}}")
+        log.emit(
+            LogLevel.info,
+            line,
+            method=method,
+            path=path,
+            status=status,
             duration=duration,
-            user=request.user_jid if request.user_jid is not None else "-",
+            user=user,
+            json_fields=ACCESS_FIELDS,
         )
 
 

@@ -5,10 +5,16 @@ from __future__ import annotations
 import io
 import json
 
-from twisted.logger import Logger, LogLevel, LogPublisher
+from twisted.internet.task import Clock
+from twisted.logger import Logger, LogLevel, LogPublisher, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial import unittest
+from twisted.web.resource import Resource
+from twisted.web.test.requesthelper import DummyChannel
 
+from bridge.http import site as site_module
+from bridge.http.request import BridgeRequest
+from bridge.http.site import ACCESS_FIELDS, BridgeSite
 from bridge.logs import event_record, json_observer
 
 
@@ -57,3 +63,32 @@ class JsonLinesTests(unittest.TestCase):
         self.assertEqual(record["level"], "error")
         self.assertIn("ValueError: boom", record["traceback"])
         self.assertEqual(record["time"], "1970-01-01T00:00:00.000Z")
+
+
+class AccessLineTests(unittest.TestCase):
+    """The access line is written out before it is logged, with its fields beside it."""
+
+    def access(self, path: bytes) -> dict[str, object]:
+        events: list[dict[str, object]] = []
+        self.patch(site_module, "log", Logger(namespace="bridge.http.site", observer=LogPublisher(events.append)))
+        request = BridgeRequest(DummyChannel())
+        request.method, request.path, request.code = b"POST", path, 200
+        request.user_jid = "alice@localhost"
+        BridgeSite(Resource(), 1000, 60.0, Clock()).log(request)
+        (event,) = events
+        return event
+
+    def test_text_and_json_fields_are_the_lines(self) -> None:
+        event = self.access(b"/api/messages")
+        self.assertEqual(formatEvent(event), "POST /api/messages 200 0.0ms user=alice@localhost")
+        record = event_record(event)
+        self.assertEqual(
+            {name: record[name] for name in ACCESS_FIELDS},
+            {"method": "POST", "path": "/api/messages", "status": 200, "duration": 0.0, "user": "alice@localhost"},
+        )
+        self.assertNotIn("json_fields", record)
+
+    def test_braces_in_a_path_are_text(self) -> None:
+        event = self.access(b"/api/{user}/%7B")
+        self.assertEqual(formatEvent(event), "POST /api/{user}/%7B 200 0.0ms user=alice@localhost")
+        self.assertEqual(event_record(event)["path"], "/api/{user}/%7B")
