@@ -13,10 +13,10 @@ from typing import Any
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from zope.interface import provider
 
+from bridge.http.site import ACCESS_FIELDS
+
 # Text that only a traceback or Twisted's report of an unhandled failure contains.
 TRACEBACK_MARKERS = ("Traceback", "Unhandled Error", "Unhandled error in Deferred")
-# The access line of bridge.http.site.BridgeSite.log.
-ACCESS_FORMAT = "{method} {path} {status}"
 
 
 class BridgeLog:
@@ -48,7 +48,7 @@ class BridgeLog:
         """Access lines whose status is ``at_least`` or more ("GET /api/x 500")."""
         found = []
         for event in self.events:
-            if not str(event.get("log_format", "")).startswith(ACCESS_FORMAT):
+            if event.get("json_fields") != ACCESS_FIELDS:  # not an access line (BridgeSite.log)
                 continue
             status = event.get("status")
             if isinstance(status, int) and status >= at_least:
