@@ -18,7 +18,7 @@ from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 from twisted.words.xish import xmlstream as xish_xmlstream
 
-from bridge.protocol.dispatch import NameIndexedDispatch
+from bridge.protocol.dispatch import StreamDispatch
 
 # Characters XML 1.0 cannot carry (RFC 6120 forbids them in stanzas).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -173,7 +173,7 @@ class ElementStream(domish.ExpatElementStream):
         self.currElem = element
 
 
-class StanzaStream(NameIndexedDispatch, xmlstream.XmlStream):
+class StanzaStream(StreamDispatch, xmlstream.XmlStream):
     """The bridge's XMPP streams (user sessions and the component): Twisted's, with ``to_xml``
     and observers indexed by element name (``bridge.protocol.dispatch``).
 
