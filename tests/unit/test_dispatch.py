@@ -75,6 +75,12 @@ def calls(dispatcher: utility.EventDispatcher, register: Any = None) -> list[tup
 
 
 class SameCallsTests(unittest.TestCase):
+    def same_calls(self, register: Any) -> list[tuple[str, str, Any]]:
+        """``calls`` of a ``StreamDispatch``, once checked against xish's for the same ``register``."""
+        ours = calls(StreamDispatch(), register)
+        self.assertEqual(ours, calls(utility.EventDispatcher(), register))
+        return ours
+
     def test_same_observers_in_the_same_order(self) -> None:
         self.assertEqual(calls(StreamDispatch()), calls(utility.EventDispatcher()))
 
@@ -82,8 +88,7 @@ class SameCallsTests(unittest.TestCase):
         def once(dispatcher: utility.EventDispatcher, seen: list[Any]) -> None:
             dispatcher.addOnetimeObserver("/message", lambda element: seen.append(("once", element.name, None)), 9)
 
-        ours = calls(StreamDispatch(), once)
-        self.assertEqual(ours, calls(utility.EventDispatcher(), once))
+        ours = self.same_calls(once)
         self.assertEqual(1, ours.count(("once", "message", None)))
 
     def test_changes_made_while_dispatching_wait_until_it_ends(self) -> None:
@@ -101,8 +106,7 @@ class SameCallsTests(unittest.TestCase):
             dispatcher.addOnetimeObserver("/iq", first)
             dispatcher.addObserver("/presence", first_presence)
 
-        ours = calls(StreamDispatch(), add_on_first_iq)
-        self.assertEqual(ours, calls(utility.EventDispatcher(), add_on_first_iq))
+        ours = self.same_calls(add_on_first_iq)
         self.assertEqual(2, ours.count(("added", "iq", None)))  # not for the iq that added it
         self.assertNotIn(("presence observer", "presence", None), ours)
 
@@ -114,8 +118,7 @@ class SameCallsTests(unittest.TestCase):
             dispatcher.addObserver("/message", observer)
             dispatcher.removeObserver("/message", observer)
 
-        ours = calls(StreamDispatch(), remove)
-        self.assertEqual(ours, calls(utility.EventDispatcher(), remove))
+        ours = self.same_calls(remove)
         self.assertFalse([call for call in ours if call[0] == "removed"])
 
     def test_found_says_whether_any_observer_matched(self) -> None:
@@ -146,8 +149,7 @@ class SameCallsTests(unittest.TestCase):
 
             dispatcher.addObserver("/presence", observer, 0, "own", flag=7)
 
-        ours = calls(StreamDispatch(), with_arguments)
-        self.assertEqual(ours, calls(utility.EventDispatcher(), with_arguments))
+        ours = self.same_calls(with_arguments)
         self.assertIn(("own", "presence", 7), ours)
 
     def test_a_callable_added_twice_runs_once(self) -> None:
@@ -158,8 +160,7 @@ class SameCallsTests(unittest.TestCase):
             dispatcher.addObserver("/iq", observer)
             dispatcher.addObserver("/iq", observer)
 
-        ours = calls(StreamDispatch(), twice)
-        self.assertEqual(ours, calls(utility.EventDispatcher(), twice))
+        ours = self.same_calls(twice)
         self.assertEqual(3, ours.count(("twice", "iq", None)))
 
     def test_a_callable_that_raises_is_logged_and_the_others_run(self) -> None:
@@ -169,8 +170,7 @@ class SameCallsTests(unittest.TestCase):
 
             dispatcher.addObserver("/message", observer, 5)
 
-        ours = calls(StreamDispatch(), raising)
-        self.assertEqual(ours, calls(utility.EventDispatcher(), raising))
+        self.same_calls(raising)
         self.assertEqual(2 * 3, len(self.flushLoggedErrors(ValueError)))
 
     def test_named_events_follow_priorities(self) -> None:
