@@ -16,8 +16,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bench.measure import CpuMeter
 from bench.model import Row, Run, Target
-from bench.procs import BenchError, Bridge, smaps_kb
+from bench.procs import BenchError, Bridge, prosody_pid, smaps_kb
 
 # Where an allocation was made, judged by its innermost frame that is not generic
 # machinery (Deferreds, logging, the standard library): (category, path fragments).
@@ -76,6 +77,7 @@ def scenario_streams(run: Run) -> None:
         readers = None
         try:
             readers = run.worker(server, f"open-{parallel}", [])
+            meter = CpuMeter({"bridge": bridge.pid, "prosody": prosody_pid(server)})
             opened = readers.command(
                 "streams",
                 port=bridge.port,
@@ -83,11 +85,14 @@ def scenario_streams(run: Run) -> None:
                 parallel=parallel,
                 timeout=1800,
             )
+            meter.stop()
             if opened["failed"]:
                 raise BenchError(f"{opened['failed']} of {count} streams failed: {opened['first_failure']}")
+            plain_meter = CpuMeter({"prosody": prosody_pid(server)})
             plain = readers.command(
                 "logins", accounts=run.accounts(server, "openp", count), parallel=parallel, timeout=1800
             )
+            plain_meter.stop()
         finally:
             if readers is not None:
                 readers.close()
@@ -99,7 +104,7 @@ def scenario_streams(run: Run) -> None:
                 "plain XMPP logins",
                 f"{count} new users, {parallel} at a time",
                 plain_rate,
-                notes=f"{plain['seconds']:.1f} s",
+                notes=f"{plain['seconds']:.1f} s; Prosody {plain_meter.per_request('prosody', count):.2f} ms CPU each",
             )
         )
         run.add(
@@ -108,7 +113,11 @@ def scenario_streams(run: Run) -> None:
                 "bridge GET /api/sse opened (login included)",
                 f"{count} new users, {parallel} at a time",
                 rate,
-                notes=f"{opened['seconds']:.1f} s; {rate / plain_rate:.2f} x plain logins",
+                notes=(
+                    f"{opened['seconds']:.1f} s; {rate / plain_rate:.2f} x plain logins; "
+                    f"bridge {meter.per_request('bridge', count):.2f}, "
+                    f"Prosody {meter.per_request('prosody', count):.2f} ms CPU a stream"
+                ),
             )
         )
         if parallel == sizes.open_parallel[0]:
