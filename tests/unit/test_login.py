@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from twisted.internet.testing import StringTransport
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.words.protocols.jabber import xmlstream
 from twisted.words.protocols.jabber.jid import JID
 
 from bridge.xmpp.login import PlaintextRefused, SessionAuthenticator
+from bridge.xmpp.session import client_endpoint
 
 HEADER = (
     b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
@@ -102,3 +105,19 @@ class SessionEstablishmentTests(unittest.TestCase):
         """A session feature without optional (an RFC 3921 server) is still established."""
         transport, _ = self.initializer(b"<session xmlns='urn:ietf:params:xml:ns:xmpp-session'/>")
         self.assertIn(b"urn:ietf:params:xml:ns:xmpp-session", transport.value())
+
+
+class EndpointTests(unittest.TestCase):
+    """Sessions connect to an address without a name lookup, and to a name with one."""
+
+    def test_addresses_get_a_tcp_endpoint_and_names_a_hostname_endpoint(self) -> None:
+        reactor = MemoryReactorClock()
+        self.assertIsInstance(client_endpoint(reactor, "127.0.0.1", 5222, 5.0), TCP4ClientEndpoint)
+        self.assertIsInstance(client_endpoint(reactor, "::1", 5222, 5.0), TCP6ClientEndpoint)
+        self.assertIsInstance(client_endpoint(reactor, "xmpp.example", 5222, 5.0), HostnameEndpoint)
+
+    def test_an_address_is_connected_to_with_the_timeout(self) -> None:
+        reactor = MemoryReactorClock()
+        client_endpoint(reactor, "127.0.0.1", 5222, 7.5).connect(Factory.forProtocol(Protocol))
+        host, port, _, timeout, _ = reactor.tcpClients[0]
+        self.assertEqual((host, port, timeout), ("127.0.0.1", 5222, 7.5))
