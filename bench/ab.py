@@ -8,8 +8,8 @@ whatever else runs), that CPU over Prosody's per request in the same run (``cpu_
 Prosody does the same work per request for either side, so the ratio cancels the moments
 this shared machine runs slower, which move ``cpu_ms`` by 15 % from one round to the next),
 and latency. The machine's load moves the absolute figures; the comparison between the two
-sides is what to read. ``--http`` adds ``[http]`` lines to this
-side's config only: ``python3 -m bench.ab . --http 'access_log = false'`` prices a setting.
+sides is what to read. ``--http`` adds ``[http]`` lines to this side's config only:
+``python3 -m bench.ab . --http 'access_log = false'`` prices a setting.
 """
 
 from __future__ import annotations

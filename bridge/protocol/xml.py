@@ -175,7 +175,7 @@ class ElementStream(domish.ExpatElementStream):
 
 class StanzaStream(StreamDispatch, xmlstream.XmlStream):
     """The bridge's XMPP streams (user sessions and the component): Twisted's, with ``to_xml``
-    and observers indexed by element name (``bridge.protocol.dispatch``).
+    and compact observers, asked by element name (``bridge.protocol.dispatch``).
 
     Every writer on a stream (wokkel's IQ tracking, handlers' ``xmlstream.send``, the
     session's ``send``) ends in ``send``, so this is the one place stanzas are serialised.

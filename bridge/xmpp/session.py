@@ -289,8 +289,8 @@ def client_endpoint(reactor: Any, host: str, port: int, timeout: float) -> IStre
     """Where sessions connect: a TCP endpoint for an address, ``HostnameEndpoint`` for a name.
 
     ``HostnameEndpoint`` looks up even an address (in the thread pool), and defines a class
-    on every connect, whose interface order zope.interface then works out: 7 % of the CPU of
-    opening a session, for ``xmpp.host = "127.0.0.1"``. A name still gets its lookup and
+    on every connect, whose interface order zope.interface then works out: 170-223 us a
+    connect against 54-57 us, for ``xmpp.host = "127.0.0.1"``. A name still gets its lookup and
     Happy Eyeballs (RFC 8305) each time, so a changed DNS record is followed.
     """
     if isIPAddress(host):
